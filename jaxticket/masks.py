@@ -1,0 +1,260 @@
+"""Masks: pytrees shaped like the params, ``bool`` leaves where weights may be pruned.
+
+A mask has the params' tree structure. Prunable leaves hold a ``bool`` array of the
+leaf's shape (``True`` = alive); leaves that are never pruned (biases, norms, by default
+anything with ``ndim < 2``) hold ``None``. Every function here is pure and uses only static
+shape information for its checks, so all of them work under ``jax.jit`` and ``jax.vmap``.
+
+Example::
+
+    mask = jaxticket.dense_mask(params, exclude="*/bias")
+    params = jaxticket.apply_mask(params, mask)
+    jaxticket.sparsity(mask)  # 0.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxticket._paths import (
+    PathPatterns,
+    leaves_with_paths,
+    map_with_path_str,
+    matches,
+    path_str,
+)
+
+Params = Any
+Mask = Any
+Prunable = Callable[[str, Any], bool]
+
+_is_none = lambda x: x is None  # noqa: E731  (keeps ``None`` mask leaves visible to tree_map)
+
+
+def default_prunable(path: str, leaf: Any) -> bool:
+    """Weight matrices and kernels (``ndim >= 2``) are prunable; biases and norms are not."""
+    del path
+    return jnp.ndim(leaf) >= 2
+
+
+def dense_mask(
+    params: Params,
+    *,
+    prunable: Prunable = default_prunable,
+    include: PathPatterns | None = None,
+    exclude: PathPatterns | None = None,
+) -> Mask:
+    """A mask with every prunable weight alive.
+
+    Args:
+      params: the parameter pytree (dict, Flax Linen params, NNX ``State``...).
+      prunable: predicate on (path string, leaf) choosing prunable leaves.
+      include: glob patterns on leaf paths; when given, only matching leaves are prunable.
+      exclude: glob patterns on leaf paths that are never pruned (e.g. ``"output/*"``).
+
+    Returns:
+      A pytree with ``params``' structure: ``jnp.ones(shape, bool)`` or ``None`` per leaf.
+    """
+    _check_array_leaves(params)
+
+    def make(path, leaf):
+        if include is not None and not matches(path, include):
+            return None
+        if matches(path, exclude) or not prunable(path, leaf):
+            return None
+        return jnp.ones(jnp.shape(leaf), dtype=bool)
+
+    mask = map_with_path_str(make, params, keep_none=False)
+    if not any(m is not None for m in jax.tree.leaves(mask, is_leaf=_is_none)):
+        raise ValueError(
+            "dense_mask: no prunable leaves; leaf paths and shapes are: "
+            + ", ".join(f"{p} {jnp.shape(x)}" for p, x in leaves_with_paths(params))
+        )
+    return mask
+
+
+def apply_mask(params: Params, mask: Mask) -> Params:
+    """Zeroes pruned weights; dtypes are preserved and ``None`` leaves pass through."""
+    validate_mask(mask, params)
+    return jax.tree.map(
+        lambda m, p: p if m is None else jnp.where(m, p, jnp.zeros((), jnp.result_type(p))),
+        mask,
+        params,
+        is_leaf=_is_none,
+    )
+
+
+def count_alive(mask: Mask) -> jax.Array:
+    """Number of alive weights over all prunable leaves (an int32 scalar array)."""
+    leaves = _mask_leaves(mask)
+    return sum((jnp.sum(m, dtype=jnp.int32) for m in leaves), jnp.zeros((), jnp.int32))
+
+
+def count_total(mask: Mask) -> int:
+    """Number of prunable weights (alive or not); static, a Python int."""
+    return int(sum(np.prod(jnp.shape(m), dtype=np.int64) for m in _mask_leaves(mask)))
+
+
+def sparsity(mask: Mask) -> jax.Array:
+    """Fraction of prunable weights that are pruned (0 = dense)."""
+    total = count_total(mask)
+    return (total - count_alive(mask)).astype(jnp.float32) / max(total, 1)
+
+
+def density(mask: Mask) -> jax.Array:
+    """Fraction of prunable weights still alive (1 = dense)."""
+    return count_alive(mask).astype(jnp.float32) / max(count_total(mask), 1)
+
+
+def sparsity_by_leaf(mask: Mask) -> dict[str, jax.Array]:
+    """Per prunable leaf, keyed by readable path: the fraction of that leaf pruned."""
+    return {
+        path: jnp.mean(~m, dtype=jnp.float32)
+        for path, m in leaves_with_paths(mask)
+        if m is not None
+    }
+
+
+def alive_by_leaf(mask: Mask) -> dict[str, jax.Array]:
+    """Per prunable leaf, keyed by readable path: the number of alive weights."""
+    return {
+        path: jnp.sum(m, dtype=jnp.int32) for path, m in leaves_with_paths(mask) if m is not None
+    }
+
+
+def mask_and(a: Mask, b: Mask) -> Mask:
+    """Alive in both. ``None`` (never pruned) on both sides stays ``None``."""
+    return _binary(jnp.logical_and, a, b, "mask_and")
+
+
+def mask_or(a: Mask, b: Mask) -> Mask:
+    """Alive in either."""
+    return _binary(jnp.logical_or, a, b, "mask_or")
+
+
+def mask_not(a: Mask) -> Mask:
+    """Alive where ``a`` is pruned (prunable leaves only)."""
+    return jax.tree.map(lambda m: None if m is None else ~m, a, is_leaf=_is_none)
+
+
+def jaccard(a: Mask, b: Mask) -> jax.Array:
+    """|a ∧ b| / |a ∨ b| over prunable weights (1 when both are empty)."""
+    inter = count_alive(mask_and(a, b)).astype(jnp.float32)
+    union = count_alive(mask_or(a, b)).astype(jnp.float32)
+    return jnp.where(union > 0, inter / jnp.maximum(union, 1.0), 1.0)
+
+
+def hamming(a: Mask, b: Mask) -> jax.Array:
+    """Normalized Hamming distance: the fraction of prunable weights where a and b differ."""
+    differ = _binary(jnp.logical_xor, a, b, "hamming")
+    return count_alive(differ).astype(jnp.float32) / max(count_total(a), 1)
+
+
+def validate_mask(mask: Mask, params: Params) -> None:
+    """Checks that ``mask`` fits ``params``: same structure, shapes, ``bool`` leaves.
+
+    Raises:
+      ValueError: structure or shape mismatch (the message names the leaf path).
+      TypeError: a mask leaf that is not a bool array, or a params leaf that is not an array.
+    """
+    mask_paths = leaves_with_paths(mask, keep_none=True)
+    # ``None`` params leaves (an absent bias, say) are kept so they line up with the
+    # ``None`` that ``dense_mask`` leaves in the mask at the same place.
+    param_paths = leaves_with_paths(params, keep_none=True)
+    if [p for p, _ in mask_paths] != [p for p, _ in param_paths]:
+        _raise_structure_mismatch([p for p, _ in mask_paths], [p for p, _ in param_paths])
+    _check_same_containers(mask, params, "mask", "params")
+    for (path, m), (_, p) in zip(mask_paths, param_paths, strict=True):
+        if p is None:
+            if m is not None:
+                raise ValueError(f"mask leaf {path!r}: the params leaf is None, expected None")
+            continue
+        _check_array_leaf(path, p)
+        if m is None:
+            continue
+        if not hasattr(m, "shape") or not hasattr(m, "dtype"):
+            raise TypeError(f"mask leaf {path!r}: expected a bool array or None, got {type(m)}")
+        if m.dtype != jnp.bool_:
+            raise TypeError(f"mask leaf {path!r}: expected dtype bool, got {m.dtype}")
+        if tuple(m.shape) != tuple(jnp.shape(p)):
+            raise ValueError(
+                f"mask leaf {path!r}: shape {tuple(m.shape)} does not match the params leaf "
+                f"shape {tuple(jnp.shape(p))}"
+            )
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+
+
+def _mask_leaves(mask: Mask) -> list[jax.Array]:
+    return [m for m in jax.tree.leaves(mask) if m is not None]
+
+
+def _binary(op, a: Mask, b: Mask, name: str) -> Mask:
+    a_paths = leaves_with_paths(a, keep_none=True)
+    b_paths = leaves_with_paths(b, keep_none=True)
+    if [p for p, _ in a_paths] != [p for p, _ in b_paths]:
+        _raise_structure_mismatch([p for p, _ in a_paths], [p for p, _ in b_paths], name)
+    _check_same_containers(a, b, name, "other mask")
+    for (path, x), (_, y) in zip(a_paths, b_paths, strict=True):
+        if (x is None) != (y is None):
+            raise ValueError(f"{name}: leaf {path!r} is prunable in one mask and None in the other")
+        if x is not None and jnp.shape(x) != jnp.shape(y):
+            raise ValueError(
+                f"{name}: leaf {path!r} has shape {jnp.shape(x)} in one mask and "
+                f"{jnp.shape(y)} in the other"
+            )
+    return jax.tree.map(lambda x, y: None if x is None else op(x, y), a, b, is_leaf=_is_none)
+
+
+def _raise_structure_mismatch(mask_paths, param_paths, name: str = "mask") -> None:
+    mask_set, param_set = set(mask_paths), set(param_paths)
+    only_mask = [p for p in mask_paths if p not in param_set]
+    only_params = [p for p in param_paths if p not in mask_set]
+    detail = []
+    if only_mask:
+        detail.append(f"leaves only in the mask: {only_mask[:5]}")
+    if only_params:
+        detail.append(f"leaves only in the params: {only_params[:5]}")
+    if not detail:
+        detail.append("same leaf paths in a different order or container type")
+    raise ValueError(f"{name}: tree structure does not match the params; " + "; ".join(detail))
+
+
+def _check_same_containers(a: Any, b: Any, name: str, b_name: str) -> None:
+    """Equal leaf paths can still sit in different containers (a dict mask for an NNX
+    ``State``, a tuple for a list); ``jax.tree.map`` would then fail without naming a leaf."""
+    if jax.tree.structure(a, is_leaf=_is_none) == jax.tree.structure(b, is_leaf=_is_none):
+        return
+    path, x, y = _first_container_difference(a, b, ())
+    raise ValueError(
+        f"{name}: tree structure does not match the {b_name} at {path or '<root>'!r}: "
+        f"{type(x).__name__} in the mask, {type(y).__name__} in the {b_name}"
+    )
+
+
+def _first_container_difference(a: Any, b: Any, prefix: tuple) -> tuple[str, Any, Any]:
+    # Flatten one level at a time (everything below the node counts as a leaf).
+    a_kids, a_def = jax.tree_util.tree_flatten_with_path(a, is_leaf=lambda n: n is not a)
+    b_kids, b_def = jax.tree_util.tree_flatten_with_path(b, is_leaf=lambda n: n is not b)
+    if a_def == b_def:
+        for (key, x), (_, y) in zip(a_kids, b_kids, strict=True):
+            if jax.tree.structure(x, is_leaf=_is_none) != jax.tree.structure(y, is_leaf=_is_none):
+                return _first_container_difference(x, y, prefix + key)
+    return path_str(prefix), a, b
+
+
+def _check_array_leaf(path: str, leaf: Any) -> None:
+    if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+        raise TypeError(f"params leaf {path!r}: expected an array, got {type(leaf).__name__}")
+
+
+def _check_array_leaves(params: Params) -> None:
+    for path, leaf in leaves_with_paths(params):
+        _check_array_leaf(path, leaf)

@@ -1,0 +1,195 @@
+"""A whole training run as one jitted program.
+
+``make_train_fn`` returns a pure function that trains from given variables: epochs of
+minibatches shuffled by ``jax.random`` (the data-order key is separate from the init key),
+an optax optimizer wrapped so pruned weights stay exactly zero, evaluation on the test
+(and validation) split every ``eval_every`` steps, and parameter snapshots at the
+requested steps (rewind points). Steps run inside ``lax.scan``; nothing returns to Python
+until the run ends, so ``jax.vmap`` of the function trains many seeds in one program.
+
+History holds one entry per evaluation (O(evaluations) memory, not O(steps)); entry 0 is
+the model before training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxticket.masks import apply_mask, validate_mask
+from jaxticket.optim import masked
+from jaxticket.train import timeline
+from jaxticket.train.evaluate import cross_entropy, evaluate
+
+
+class TrainState(NamedTuple):
+    """What a step carries: variables, optimizer state and the running training loss."""
+
+    params: Any
+    model_state: Any
+    opt_state: Any
+    loss_sum: jax.Array
+    loss_count: jax.Array
+
+
+class TrainResult(NamedTuple):
+    """The outcome of a run (stacked along a leading seed axis when vmapped).
+
+    Attributes:
+      params, model_state, opt_state: the variables after the last step.
+      history: ``{"step", "train_loss", "test_loss", "test_accuracy"[, "val_loss",
+        "val_accuracy"]}``, each an array with one entry per evaluation.
+      snapshots: one ``(params, model_state)`` per requested snapshot step, in order.
+    """
+
+    params: Any
+    model_state: Any
+    opt_state: Any
+    history: dict[str, jax.Array]
+    snapshots: tuple[tuple[Any, Any], ...]
+
+
+BoundaryFn = Callable[[TrainState, jax.Array], TrainState]
+
+
+def make_train_fn(
+    model,
+    optimizer: optax.GradientTransformation,
+    *,
+    steps: int,
+    batch_size: int,
+    eval_every: int | None = None,
+    snapshot_steps: tuple[int, ...] = (),
+    eval_batch_size: int = 1024,
+    on_eval: BoundaryFn | None = None,
+    progress: Callable[[Any], None] | None = None,
+):
+    """Builds ``train_fn(params, model_state, mask, data_key, dropout_key, data)``.
+
+    Args:
+      model: a ``jaxticket.models.Model`` (``apply(params, state, x, *, train, key)``).
+      optimizer: any optax optimizer; it is wrapped with ``jaxticket.optim.masked`` when
+        a mask is given, so pruned weights stay exactly zero.
+      steps: number of optimizer steps.
+      batch_size: minibatch size; epochs are reshuffled, a partial last batch is dropped.
+      eval_every: steps between evaluations (default: ``steps``, i.e. only at the end).
+      snapshot_steps: steps at which ``(params, model_state)`` are recorded.
+      eval_batch_size: largest chunk the evaluation runs at once.
+      on_eval: optional ``fn(state, step) -> state`` run after each evaluation; this is
+        where a schedule may replace the mask, outside the per-step path.
+      progress: optional host callback receiving the step after each evaluation.
+
+    Returns:
+      A pure, jittable and vmappable function returning a :class:`TrainResult`.
+      ``mask`` may be ``None`` (dense training).
+    """
+    eval_every = steps if eval_every is None else eval_every
+    groups = timeline.plan(steps, eval_every, tuple(snapshot_steps))
+
+    def train_fn(params, model_state, mask, data_key, dropout_key, data) -> TrainResult:
+        n_train = data.x_train.shape[0]
+        if batch_size > n_train:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the training set ({n_train} examples)"
+            )
+        per_epoch = n_train // batch_size
+        if mask is None:
+            opt = optimizer
+        else:
+            validate_mask(mask, params)
+            params = apply_mask(params, mask)
+            opt = masked(optimizer, mask)
+
+        def metrics(state: TrainState, step) -> dict[str, jax.Array]:
+            out = {
+                "step": jnp.asarray(step, jnp.int32),
+                "train_loss": state.loss_sum / jnp.maximum(state.loss_count, 1),
+            }
+            splits = [("test", data.x_test, data.y_test)]
+            if data.x_val is not None:
+                splits.append(("val", data.x_val, data.y_val))
+            for name, x, y in splits:
+                m = evaluate(
+                    model.apply, state.params, state.model_state, x, y,
+                    batch_size=eval_batch_size,
+                )
+                out[f"{name}_loss"] = m["loss"]
+                out[f"{name}_accuracy"] = m["accuracy"]
+            return out
+
+        def step_fn(state: TrainState, t, perms, first_epoch):
+            rel_epoch = t // per_epoch - first_epoch
+            offset = (t % per_epoch) * batch_size
+            idx = jax.lax.dynamic_slice(perms[rel_epoch], (offset,), (batch_size,))
+            x, y = data.x_train[idx], data.y_train[idx]
+
+            def loss_fn(p):
+                logits, new_ms = model.apply(
+                    p, state.model_state, x, train=True, key=jax.random.fold_in(dropout_key, t)
+                )
+                return cross_entropy(logits, y), new_ms
+
+            (loss, new_ms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            updates, opt_state = opt.update(grads, state.opt_state, state.params)
+            return TrainState(
+                optax.apply_updates(state.params, updates),
+                new_ms,
+                opt_state,
+                state.loss_sum + loss,
+                state.loss_count + 1,
+            ), None
+
+        def segment(state: TrainState, start, length: int):
+            # Only the epochs this segment touches are shuffled (O(length) memory).
+            first_epoch = start // per_epoch
+            n_epochs = length // per_epoch + 2
+            perms = jax.vmap(
+                lambda e: jax.random.permutation(jax.random.fold_in(data_key, e), n_train)
+            )(first_epoch + jnp.arange(n_epochs))
+            body = lambda s, t: step_fn(s, t, perms, first_epoch)
+            state, _ = jax.lax.scan(body, state, start + jnp.arange(length))
+            return state
+
+        def after_eval(state: TrainState, step):
+            record = metrics(state, step)
+            state = state._replace(loss_sum=jnp.zeros(()), loss_count=jnp.zeros((), jnp.int32))
+            if on_eval is not None:
+                state = on_eval(state, step)
+            if progress is not None:
+                jax.debug.callback(progress, step)
+            return state, record
+
+        state = TrainState(
+            params, model_state, opt.init(params), jnp.zeros(()), jnp.zeros((), jnp.int32)
+        )
+        records = [jax.tree.map(lambda v: v[None], metrics(state, 0))]
+        snapshots: list[Any] = [None] * len(snapshot_steps)
+        for i, s in enumerate(snapshot_steps):
+            if s == 0:
+                snapshots[i] = (state.params, state.model_state)
+        for g in groups:
+
+            def one(state, i, g=g):
+                end = g.start + (i + 1) * g.length
+                state = segment(state, g.start + i * g.length, g.length)
+                if g.evaluate:
+                    return after_eval(state, end)
+                return state, None
+
+            state, recs = jax.lax.scan(one, state, jnp.arange(g.count))
+            if g.evaluate:
+                records.append(recs)
+            if g.snapshot is not None:
+                for i, s in enumerate(snapshot_steps):
+                    if s == g.start + g.length:
+                        snapshots[i] = (state.params, state.model_state)
+        history = jax.tree.map(lambda *xs: jnp.concatenate(xs), *records)
+        return TrainResult(
+            state.params, state.model_state, state.opt_state, history, tuple(snapshots)
+        )
+
+    return train_fn
