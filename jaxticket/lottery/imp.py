@@ -1,0 +1,340 @@
+"""Iterative magnitude pruning with rewinding, its controls, and one-shot pruning.
+
+Level 0 trains the dense net from θ₀ and records θ_k at the rewind iteration k. Each
+later level prunes ``prune_fraction`` of the surviving weights of the previous level's
+trained net (per-layer rates, layerwise or global), resets the survivors and retrains:
+
+* ``rewind_mode="weights"``: survivors reset to θ_k, train T − k iterations from k
+  (k = 0 is the original lottery ticket; k > 0 is late rewinding);
+* ``"lr"``: keep the trained weights, restart the learning-rate schedule at k (Renda 2020);
+* ``"finetune"``: keep the trained weights, train T − k iterations at the final rate.
+
+Controls train beside the tickets at every level, with the ticket's per-layer counts:
+``reinit`` (the ticket's mask on a fresh init), ``random_prune`` (random pruning applied
+level after level: the surviving weights of the previous random mask are thinned at random
+to the ticket's per-layer counts; original init) and ``shuffle`` (the ticket's mask permuted
+within each layer, original init). All seeds and variants of a level train together in one
+vmapped program. Each finished level is checkpointed; a rerun skips finished levels.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxticket import data as data_lib
+from jaxticket import models as models_lib
+from jaxticket.lottery.config import LotteryConfig
+from jaxticket.lottery.store import RunStore, flatten_tree, unflatten_into
+from jaxticket.masks import alive_by_leaf, dense_mask, density
+from jaxticket.pruning import magnitude_pruner, topk_mask
+from jaxticket.train import train_seeds
+
+Record = dict[str, Any]
+_is_none = lambda x: x is None  # noqa: E731
+
+
+def run_lottery(
+    config: LotteryConfig,
+    *,
+    out_dir: str = "runs",
+    show_progress: bool = False,
+    log=None,
+) -> tuple[RunStore, list[Record]]:
+    """Runs (or resumes) the lottery experiment ``config`` under ``out_dir``.
+
+    Returns:
+      The run's store (its ``run_dir`` holds config, checkpoints, results.json/csv) and
+      the records, one per (level, variant, seed); see ``jaxticket.lottery.report``.
+    """
+    log = log or (lambda msg: None)
+    exp = Experiment(config)
+    store = RunStore.open(out_dir, config.to_dict(), name=f"lottery-{config.model}-{config.dataset}")
+    log(f"run directory: {store.run_dir}")
+    levels = [0, 1] if config.one_shot else list(range(config.levels + 1))
+    records: list[Record] = []
+    state = None
+    for level in levels:
+        loaded = store.load_level(level)
+        if loaded is not None:
+            arrays, level_records = loaded
+            state = exp.unpack(arrays)
+            log(f"level {level}: finished earlier, loaded")
+        else:
+            log(f"level {level}: training")
+            state, level_records = exp.run_level(level, state, show_progress)
+            store.save_level(level, exp.pack(state), level_records)
+        records.extend(level_records)
+        store.write_results(config.to_dict(), records)
+    return store, records
+
+
+class Experiment:
+    """The pieces one lottery run is made of: data, model, optimizers, pruners, keys."""
+
+    def __init__(self, config: LotteryConfig):
+        self.config = c = config
+        data = data_lib.load(c.dataset)
+        self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
+        self.model = models_lib.get(
+            c.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes
+        )
+        base = jax.random.key(c.seed)
+        seeds = jnp.arange(c.seeds)
+        self.init_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, 0), s))(
+            seeds
+        )
+        self.data_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, 1), s))(
+            seeds
+        )
+        self.control_key = jax.random.fold_in(base, 2)
+        self.pruner = magnitude_pruner(c.allocation, scale=dict(c.layer_rates) or None)
+        params, _ = jax.eval_shape(self.model.init, jax.random.key(0))
+        self.template = params
+
+    # -- one level -------------------------------------------------------------------
+
+    def run_level(self, level: int, prev: dict | None, show_progress: bool):
+        c = self.config
+        if level == 0:
+            return self._dense(show_progress)
+        k = c.rewind
+        if c.one_shot:
+            masks = [self._prune_to(prev, s) for s in c.one_shot]
+        else:
+            masks = [self._prune_step(prev["trained"], prev["mask"])]
+        batch, names, per_mask_state = [], [], []
+        for i, mask in enumerate(masks):
+            lvl = level + i
+            starts = self._starts(prev, mask, lvl)
+            for variant in c.variants:
+                batch.append(starts[variant])
+                names.append((lvl, variant))
+            per_mask_state.append(starts)
+        params = _concat([b[0] for b in batch])
+        model_state = _concat([b[1] for b in batch])
+        mask = _concat([b[2] for b in batch])
+        data_keys = jnp.concatenate([self.data_keys] * len(batch))
+        result = train_seeds(
+            self.model,
+            self.data,
+            self._optimizer(offset=k, final=c.rewind_mode == "finetune"),
+            init_keys=data_keys,
+            data_keys=data_keys,
+            steps=c.steps - k,
+            start_step=k,
+            batch_size=c.batch_size,
+            eval_every=c.eval_every,
+            params=params,
+            model_state=model_state,
+            mask=mask,
+            mask_per_seed=True,
+            show_progress=show_progress,
+        )
+        records = []
+        for j, (lvl, variant) in enumerate(names):
+            sl = slice(j * c.seeds, (j + 1) * c.seeds)
+            records += self._records(
+                lvl, variant, jax.tree.map(lambda x: x[sl], result.history), batch[j][2]
+            )
+        # IMP continues from the ticket of the (last) level.
+        last = per_mask_state[-1]
+        j = names.index((level + len(masks) - 1, "ticket"))
+        sl = slice(j * c.seeds, (j + 1) * c.seeds)
+        state = dict(prev)
+        state.update(
+            mask=last["ticket"][2],
+            trained=jax.tree.map(lambda x: x[sl], result.params),
+            trained_state=jax.tree.map(lambda x: x[sl], result.model_state),
+            random_mask=last.get("random_prune", (None, None, prev.get("random_mask")))[2],
+        )
+        return state, records
+
+    def _dense(self, show_progress: bool):
+        c = self.config
+        params, model_state = jax.jit(jax.vmap(self.model.init))(self.init_keys)
+        result = train_seeds(
+            self.model,
+            self.data,
+            self._optimizer(),
+            init_keys=self.init_keys,
+            data_keys=self.data_keys,
+            steps=c.steps,
+            batch_size=c.batch_size,
+            eval_every=c.eval_every,
+            params=params,
+            model_state=model_state,
+            snapshot_steps=(c.rewind,),
+            show_progress=show_progress,
+        )
+        mask = _stack_seeds(dense_mask(self.template), c.seeds)
+        rewind_params, rewind_state = result.snapshots[0]
+        state = {
+            "init": params,
+            "init_state": model_state,
+            "rewind": rewind_params,
+            "rewind_state": rewind_state,
+            "mask": mask,
+            "random_mask": mask,
+            "trained": result.params,
+            "trained_state": result.model_state,
+        }
+        return state, self._records(0, "ticket", result.history, mask)
+
+    def _starts(self, prev: dict, mask, level: int) -> dict[str, tuple]:
+        """(params, model_state, mask) per variant, each stacked over seeds."""
+        c = self.config
+        if c.rewind_mode == "weights":
+            ticket = (prev["rewind"], prev["rewind_state"], mask)
+        else:
+            ticket = (prev["trained"], prev["trained_state"], mask)
+        starts = {"ticket": ticket}
+        key = jax.random.fold_in(self.control_key, level)
+        keys = jax.random.split(key, 3 * c.seeds).reshape(3, c.seeds)
+        if "reinit" in c.controls:
+            fresh, fresh_state = jax.jit(jax.vmap(self.model.init))(keys[0])
+            starts["reinit"] = (fresh, fresh_state, mask)
+        if "random_prune" in c.controls:
+            rand = _thin_to_counts(keys[1], prev["random_mask"], mask)
+            starts["random_prune"] = (ticket[0], ticket[1], rand)
+        if "shuffle" in c.controls:
+            starts["shuffle"] = (ticket[0], ticket[1], _shuffle(keys[2], mask))
+        return starts
+
+    # -- pruning -----------------------------------------------------------------------
+
+    def _prune_step(self, trained, mask):
+        return _jit_prune(self.pruner, "fraction", self.config.prune_fraction)(trained, mask)
+
+    def _prune_to(self, prev, sparsity: float):
+        dense = _stack_seeds(dense_mask(self.template), self.config.seeds)
+        return _jit_prune(self.pruner, "sparsity", sparsity)(prev["trained"], dense)
+
+    # -- optimizer -----------------------------------------------------------------------
+
+    def _optimizer(self, offset: int = 0, final: bool = False):
+        return make_optimizer(self.config, offset=offset, final=final)
+
+    # -- records and checkpoints ---------------------------------------------------------
+
+    def _records(self, level: int, variant: str, history, mask) -> list[Record]:
+        hist = {k: np.asarray(v) for k, v in history.items()}
+        alive = {p: np.asarray(a) for p, a in jax.vmap(alive_by_leaf)(mask).items()}
+        sizes = {p: int(np.prod(x.shape[1:])) for p, x in flatten_tree(mask).items()}
+        remaining = np.asarray(jax.vmap(density)(mask))
+        out = []
+        for s in range(self.config.seeds):
+            h = {k: v[s].tolist() for k, v in hist.items()}
+            val = np.asarray(hist["val_loss"][s])
+            best = 1 + int(np.argmin(val[1:])) if len(val) > 1 else 0
+            out.append(
+                {
+                    "level": level,
+                    "variant": variant,
+                    "seed": s,
+                    "remaining": float(remaining[s]),
+                    "layer_remaining": {p: float(alive[p][s]) / sizes[p] for p in alive},
+                    "test_accuracy_early": float(hist["test_accuracy"][s][best]),
+                    "test_accuracy_final": float(hist["test_accuracy"][s][-1]),
+                    "early_stop_step": int(hist["step"][s][best]),
+                    "history": h,
+                }
+            )
+        return out
+
+    def pack(self, state: dict) -> dict[str, Any]:
+        flat = {}
+        for name, tree in state.items():
+            flat.update(flatten_tree(tree, name))
+        return flat
+
+    def unpack(self, flat: dict[str, Any]) -> dict:
+        model_state = jax.eval_shape(self.model.init, jax.random.key(0))[1]
+        mask = dense_mask(self.template)
+        templates = {
+            "init": self.template,
+            "rewind": self.template,
+            "trained": self.template,
+            "init_state": model_state,
+            "rewind_state": model_state,
+            "trained_state": model_state,
+            "mask": mask,
+            "random_mask": mask,
+        }
+        return {
+            name: jax.tree.map(jnp.asarray, unflatten_into(t, flat, name))
+            for name, t in templates.items()
+        }
+
+
+def make_optimizer(config: LotteryConfig, *, offset: int = 0, final: bool = False):
+    """The config's optax optimizer; its schedule starts at ``offset`` (LR rewinding), or
+    is held at the schedule's final value (fine-tuning). Cached so that levels share one
+    compiled program."""
+    return _make_optimizer(config, offset, final)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_optimizer(config: LotteryConfig, offset: int, final: bool):
+    c = config
+    base = {
+        "constant": optax.constant_schedule(c.learning_rate),
+        "cosine": optax.cosine_decay_schedule(c.learning_rate, c.steps),
+        "linear": optax.linear_schedule(c.learning_rate, 0.0, c.steps),
+    }[c.schedule]
+    lr = (lambda count: base(c.steps)) if final else (lambda count: base(count + offset))
+    if c.optimizer == "adam":
+        return optax.adam(lr)
+    if c.optimizer == "adamw":
+        return optax.adamw(lr, weight_decay=c.weight_decay)
+    if c.optimizer == "momentum":
+        return optax.sgd(lr, momentum=0.9)
+    return optax.sgd(lr)
+
+
+@functools.lru_cache(maxsize=16)
+def _jit_prune(pruner, kind: str, amount: float):
+    return jax.jit(jax.vmap(lambda p, m: pruner(p, m, **{kind: amount})))
+
+
+def _stack_seeds(tree, n: int):
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), tree)
+
+
+def _concat(trees):
+    return jax.tree.map(
+        lambda *xs: None if xs[0] is None else jnp.concatenate(xs), *trees, is_leaf=_is_none
+    )
+
+
+def _shuffle(keys, mask):
+    """Each seed's mask permuted within every layer (same per-layer counts)."""
+
+    def one(key, m):
+        leaves, treedef = jax.tree.flatten(m)
+        ks = jax.random.split(key, len(leaves))
+        shuffled = [jax.random.permutation(k, x.ravel()).reshape(x.shape) for k, x in zip(ks, leaves)]
+        return jax.tree.unflatten(treedef, shuffled)
+
+    return jax.jit(jax.vmap(one))(keys, mask)
+
+
+def _thin_to_counts(keys, random_mask, ticket_mask):
+    """Random pruning: thin ``random_mask`` at random to ``ticket_mask``'s per-layer counts."""
+
+    def one(key, rm, tm):
+        r_leaves, treedef = jax.tree.flatten(rm)
+        t_leaves = jax.tree.leaves(tm)
+        ks = jax.random.split(key, len(r_leaves))
+        out = []
+        for k, r, t in zip(ks, r_leaves, t_leaves):
+            scores = jax.random.uniform(k, r.shape)
+            out.append(topk_mask([scores], [r], jnp.sum(t, dtype=jnp.int32))[0])
+        return jax.tree.unflatten(treedef, out)
+
+    return jax.jit(jax.vmap(one))(keys, random_mask, ticket_mask)
