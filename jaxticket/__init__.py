@@ -1,0 +1,96 @@
+"""jaxticket: lottery tickets and network pruning for JAX/Flax.
+
+Masks are pytrees shaped like the params (``bool`` leaves, ``None`` for leaves never
+pruned), applied by pure functions inside jitted train steps. Pruning composes a criterion
+(scores), an allocation (how many per leaf) and a selection (which ones). A whole training
+run is one jitted ``lax.scan`` program and ``jax.vmap`` trains many seeds at once.
+
+Public API (everything below is importable from ``jaxticket``):
+
+Masks
+  ``dense_mask``, ``apply_mask``, ``validate_mask``, ``count_alive``, ``count_total``,
+  ``sparsity``, ``density``, ``sparsity_by_leaf``, ``alive_by_leaf``, ``mask_and``,
+  ``mask_or``, ``mask_not``, ``jaccard``, ``hamming``, ``default_prunable``.
+Pruning (also ``jaxticket.pruning``)
+  criteria ``magnitude``, ``random``, ``snip``, ``weighted_sum``, ``restrict_to_alive``,
+  ``override``; allocations ``global_``, ``layerwise``, ``erk``, ``er``; selections
+  ``unstructured``, ``n_m``, ``neurons``; ``Pruner``, ``make_pruner``, ``magnitude_pruner``,
+  ``random_pruner``, ``snip_pruner``, ``prune``, ``topk_mask``.
+Optimizer
+  ``masked`` (optax wrapper keeping pruned weights exactly zero), ``MaskedState``,
+  ``get_mask``, ``replace_mask``.
+Training (``jaxticket.train``)
+  ``train_seeds``, ``make_train_fn``, ``TrainResult``, ``seed_mesh``, ``evaluate``; one seed:
+  ``jaxticket.train.train``.
+Workflows (``jaxticket.lottery``)
+  ``LotteryConfig``, ``run_lottery``.
+Subpackages
+  ``jaxticket.data`` (``load``, ``Dataset``), ``jaxticket.models`` (``get``, ``Model``).
+
+Example::
+
+    import jax, optax, jaxticket
+
+    data = jaxticket.data.load("mnist1d")
+    model = jaxticket.models.get("lenet_300_100", input_shape=data.input_shape,
+                                 num_classes=data.num_classes)
+    params, state = model.init(jax.random.key(0))
+    mask = jaxticket.dense_mask(params)
+    mask = jaxticket.magnitude_pruner("layerwise")(params, mask, fraction=0.5)
+    result = jaxticket.train.train(model, data, optax.adam(1.2e-3), key=jax.random.key(1),
+                                   params=params, model_state=state, mask=mask,
+                                   steps=2000, batch_size=60, eval_every=500)
+"""
+
+from jaxticket import data, lottery, models, pruning, train  # noqa: F401
+from jaxticket.lottery.config import LotteryConfig
+from jaxticket.lottery.imp import run_lottery
+from jaxticket.masks import (
+    alive_by_leaf,
+    apply_mask,
+    count_alive,
+    count_total,
+    default_prunable,
+    dense_mask,
+    density,
+    hamming,
+    jaccard,
+    mask_and,
+    mask_not,
+    mask_or,
+    sparsity,
+    sparsity_by_leaf,
+    validate_mask,
+)
+from jaxticket.optim import MaskedState, get_mask, masked, replace_mask
+from jaxticket.pruning import (
+    Pruner,
+    er,
+    erk,
+    global_,
+    layerwise,
+    magnitude,
+    magnitude_pruner,
+    make_pruner,
+    n_m,
+    neurons,
+    override,
+    prune,
+    random,
+    random_pruner,
+    restrict_to_alive,
+    snip,
+    snip_pruner,
+    topk_mask,
+    unstructured,
+    weighted_sum,
+)
+from jaxticket.train import (
+    TrainResult,
+    evaluate,
+    make_train_fn,
+    seed_mesh,
+    train_seeds,
+)
+
+__version__ = "0.1.0"
