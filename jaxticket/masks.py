@@ -23,6 +23,8 @@ import numpy as np
 
 from jaxticket._paths import (
     PathPatterns,
+    as_patterns,
+    check_patterns_exist,
     leaves_with_paths,
     map_with_path_str,
     matches,
@@ -61,6 +63,10 @@ def dense_mask(
       A pytree with ``params``' structure: ``jnp.ones(shape, bool)`` or ``None`` per leaf.
     """
     _check_array_leaves(params)
+    # A typo in a pattern ("out/*" for "output/*") must not silently change what is pruned.
+    paths = [p for p, _ in leaves_with_paths(params)]
+    check_patterns_exist(as_patterns(include), paths, "dense_mask include")
+    check_patterns_exist(as_patterns(exclude), paths, "dense_mask exclude")
 
     def make(path, leaf):
         if include is not None and not matches(path, include):
