@@ -64,6 +64,7 @@ def make_train_fn(
     batch_size: int,
     eval_every: int | None = None,
     snapshot_steps: tuple[int, ...] = (),
+    start_step: int = 0,
     eval_batch_size: int = 1024,
     on_eval: BoundaryFn | None = None,
     progress: Callable[[Any], None] | None = None,
@@ -78,6 +79,8 @@ def make_train_fn(
       batch_size: minibatch size; epochs are reshuffled, a partial last batch is dropped.
       eval_every: steps between evaluations (default: ``steps``, i.e. only at the end).
       snapshot_steps: steps at which ``(params, model_state)`` are recorded.
+      start_step: the iteration the run starts at (a rewound run resumes at its rewind
+        point): data order, dropout keys and history steps count from here.
       eval_batch_size: largest chunk the evaluation runs at once.
       on_eval: optional ``fn(state, step) -> state`` run after each evaluation; this is
         where a schedule may replace the mask, outside the per-step path.
@@ -88,7 +91,17 @@ def make_train_fn(
       ``mask`` may be ``None`` (dense training).
     """
     eval_every = steps if eval_every is None else eval_every
-    groups = timeline.plan(steps, eval_every, tuple(snapshot_steps))
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    for s in snapshot_steps:
+        if not start_step <= s <= start_step + steps:
+            raise ValueError(
+                f"snapshot step {s} is outside the run [{start_step}, {start_step + steps}]"
+            )
+    relative_snapshots = tuple(s - start_step for s in snapshot_steps)
+    groups = timeline.plan(steps, eval_every, relative_snapshots)
 
     def train_fn(params, model_state, mask, data_key, dropout_key, data) -> TrainResult:
         n_train = data.x_train.shape[0]
@@ -114,7 +127,11 @@ def make_train_fn(
                 splits.append(("val", data.x_val, data.y_val))
             for name, x, y in splits:
                 m = evaluate(
-                    model.apply, state.params, state.model_state, x, y,
+                    model.apply,
+                    state.params,
+                    state.model_state,
+                    x,
+                    y,
                     batch_size=eval_batch_size,
                 )
                 out[f"{name}_loss"] = m["loss"]
@@ -166,16 +183,16 @@ def make_train_fn(
         state = TrainState(
             params, model_state, opt.init(params), jnp.zeros(()), jnp.zeros((), jnp.int32)
         )
-        records = [jax.tree.map(lambda v: v[None], metrics(state, 0))]
+        records = [jax.tree.map(lambda v: v[None], metrics(state, start_step))]
         snapshots: list[Any] = [None] * len(snapshot_steps)
-        for i, s in enumerate(snapshot_steps):
+        for i, s in enumerate(relative_snapshots):
             if s == 0:
                 snapshots[i] = (state.params, state.model_state)
         for g in groups:
 
             def one(state, i, g=g):
-                end = g.start + (i + 1) * g.length
-                state = segment(state, g.start + i * g.length, g.length)
+                end = start_step + g.start + (i + 1) * g.length
+                state = segment(state, start_step + g.start + i * g.length, g.length)
                 if g.evaluate:
                     return after_eval(state, end)
                 return state, None
@@ -184,7 +201,7 @@ def make_train_fn(
             if g.evaluate:
                 records.append(recs)
             if g.snapshot is not None:
-                for i, s in enumerate(snapshot_steps):
+                for i, s in enumerate(relative_snapshots):
                     if s == g.start + g.length:
                         snapshots[i] = (state.params, state.model_state)
         history = jax.tree.map(lambda *xs: jnp.concatenate(xs), *records)

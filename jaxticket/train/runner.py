@@ -12,6 +12,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxticket._paths import leaves_with_paths
 from jaxticket.train.engine import TrainResult, make_train_fn
 from jaxticket.train.progress import progress_bar, report_progress
 
@@ -90,6 +91,7 @@ def train_seeds(
     mask: Any = None,
     mask_per_seed: bool = False,
     snapshot_steps: tuple[int, ...] = (),
+    start_step: int = 0,
     mesh: Mesh | None = None,
     show_progress: bool = False,
 ) -> TrainResult:
@@ -110,8 +112,17 @@ def train_seeds(
     n = init_keys.shape[0]
     if data_keys.shape[0] != n:
         raise ValueError(f"got {n} init keys but {data_keys.shape[0]} data keys")
+    if mesh is not None and n % mesh.devices.size:
+        raise ValueError(
+            f"{n} seeds cannot be spread evenly over a mesh of {mesh.devices.size} devices"
+        )
     if params is None:
-        params, model_state = jax.jit(jax.vmap(model.init))(init_keys)
+        params, model_state = _init_fn(model)(init_keys)
+    else:
+        _check_seed_axis("params", params, n)
+        if model_state is None:
+            model_state = _empty_state(model, init_keys[0])
+        _check_seed_axis("model_state", model_state, n)
     fn = compiled_train_fn(
         model,
         optimizer,
@@ -119,16 +130,17 @@ def train_seeds(
         batch_size=batch_size,
         eval_every=eval_every,
         snapshot_steps=tuple(snapshot_steps),
+        start_step=start_step,
         mask_per_seed=mask_per_seed,
         progress=show_progress,
+        mesh=mesh,
     )
-    args = [params, model_state, mask, data_keys]
+    order_keys, dropout_keys = _split_data_keys(data_keys)
+    args = [params, model_state, mask, order_keys, dropout_keys]
     if mesh is not None:
-        args = [
-            _shard(a, mesh) if (i != 2 or mask_per_seed) else a for i, a in enumerate(args)
-        ]
-    with progress_bar(steps, enabled=show_progress):
-        return fn(*args, jax.vmap(_dropout_key)(data_keys), data)
+        args = [_shard(a, mesh) if (i != 2 or mask_per_seed) else a for i, a in enumerate(args)]
+    with progress_bar(start_step + steps, enabled=show_progress):
+        return fn(*args, data)
 
 
 @functools.lru_cache(maxsize=32)
@@ -140,11 +152,15 @@ def compiled_train_fn(
     batch_size: int,
     eval_every: int | None,
     snapshot_steps: tuple[int, ...],
+    start_step: int,
     mask_per_seed: bool,
     progress: bool,
+    mesh: Mesh | None = None,
 ):
     """The jitted, seed-vmapped train function; cached so repeated runs (IMP levels,
-    controls) with the same configuration compile once."""
+    controls) with the same configuration compile once. With a ``mesh`` every output is
+    split over its seed axis (left alone, XLA replicates outputs that do not depend on the
+    seed, such as the history's step numbers)."""
     fn = make_train_fn(
         model,
         optimizer,
@@ -152,10 +168,12 @@ def compiled_train_fn(
         batch_size=batch_size,
         eval_every=eval_every,
         snapshot_steps=snapshot_steps,
+        start_step=start_step,
         progress=report_progress if progress else None,
     )
     mask_axis = 0 if mask_per_seed else None
-    return jax.jit(jax.vmap(fn, in_axes=(0, 0, mask_axis, 0, 0, None)))
+    out_shardings = None if mesh is None else _seed_sharding(mesh)
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, mask_axis, 0, 0, None)), out_shardings=out_shardings)
 
 
 def seed_mesh(devices=None) -> Mesh:
@@ -164,14 +182,55 @@ def seed_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (SEED_AXIS,))
 
 
-def _dropout_key(data_key: jax.Array) -> jax.Array:
-    return jax.random.fold_in(data_key, 0x5EED)
+@functools.lru_cache(maxsize=32)
+def _init_fn(model):
+    # Cached per model: a fresh jax.jit(jax.vmap(...)) wrapper would retrace and recompile
+    # the initializer on every call (seconds each on CPU).
+    return jax.jit(jax.vmap(model.init))
+
+
+def _empty_state(model, key: jax.Array):
+    """The model state to use when params come without one: ``{}``-like for stateless
+    models; a model with state (BatchNorm statistics) must be given its state."""
+    template = jax.eval_shape(model.init, key)[1]
+    leaves = leaves_with_paths(template)
+    if leaves:
+        raise ValueError(
+            f"model {model.name!r} has non-trainable state ({', '.join(p for p, _ in leaves)}"
+            "); pass model_state together with params"
+        )
+    return template
+
+
+def _check_seed_axis(what: str, tree, n: int) -> None:
+    for path, leaf in leaves_with_paths(tree):
+        shape = jnp.shape(leaf)
+        if not shape or shape[0] != n:
+            raise ValueError(
+                f"{what} leaf {path!r} has shape {tuple(shape)}; expected a leading seed axis "
+                f"of size {n} (the number of keys)"
+            )
+
+
+@jax.jit
+def _split_data_keys(data_keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    # Two independent streams per data key: the engine folds the epoch into the first
+    # (data order) and the step into the second (dropout), so no epoch's shuffle can
+    # reuse a dropout key.
+    return (
+        jax.vmap(lambda k: jax.random.fold_in(k, 0))(data_keys),
+        jax.vmap(lambda k: jax.random.fold_in(k, 1))(data_keys),
+    )
 
 
 def _add_axis(tree):
     return jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
 
 
+def _seed_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+
+
 def _shard(tree, mesh: Mesh):
-    spec = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+    spec = _seed_sharding(mesh)
     return jax.tree.map(lambda x: jax.device_put(x, spec), tree)
