@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxticket.masks import apply_mask, validate_mask
@@ -101,7 +102,12 @@ def make_train_fn(
                 f"snapshot step {s} is outside the run [{start_step}, {start_step + steps}]"
             )
     relative_snapshots = tuple(s - start_step for s in snapshot_steps)
-    groups = timeline.plan(steps, eval_every, relative_snapshots)
+    segments = timeline.segments(steps, eval_every, relative_snapshots)
+    # The segment after which each snapshot is taken (-1: before training).
+    snapshot_segments = [
+        next((i for i, seg in enumerate(segments) if seg.start + seg.length == s), -1)
+        for s in relative_snapshots
+    ]
 
     def train_fn(params, model_state, mask, data_key, dropout_key, data) -> TrainResult:
         n_train = data.x_train.shape[0]
@@ -160,53 +166,60 @@ def make_train_fn(
                 state.loss_count + 1,
             ), None
 
-        def segment(state: TrainState, start, length: int):
+        n_epochs = max(seg.length for seg in segments) // per_epoch + 2
+
+        def run_segment(state: TrainState, start, length):
             # Only the epochs this segment touches are shuffled (O(length) memory).
             first_epoch = start // per_epoch
-            n_epochs = length // per_epoch + 2
             perms = jax.vmap(
                 lambda e: jax.random.permutation(jax.random.fold_in(data_key, e), n_train)
             )(first_epoch + jnp.arange(n_epochs))
-            body = lambda s, t: step_fn(s, t, perms, first_epoch)
-            state, _ = jax.lax.scan(body, state, start + jnp.arange(length))
-            return state
+            body = lambda j, s: step_fn(s, start + j, perms, first_epoch)[0]
+            return jax.lax.fori_loop(0, length, body, state)
 
-        def after_eval(state: TrainState, step):
-            record = metrics(state, step)
-            state = state._replace(loss_sum=jnp.zeros(()), loss_count=jnp.zeros((), jnp.int32))
+        def one(carry, seg):
+            # The step, the shuffle and the evaluation are traced once, whatever the
+            # number of segments: compile time does not grow with snapshots or groups.
+            state, snaps = carry
+            index, start, length, is_eval = seg
+            state = run_segment(state, start_step + start, length)
+            end = start_step + start + length
+            record = metrics(state, end)
+            keep = jnp.logical_not(is_eval)
+            state = state._replace(
+                loss_sum=jnp.where(keep, state.loss_sum, 0.0),
+                loss_count=jnp.where(keep, state.loss_count, 0),
+            )
             if on_eval is not None:
-                state = on_eval(state, step)
+                state = jax.lax.cond(is_eval, lambda s: on_eval(s, end), lambda s: s, state)
             if progress is not None:
-                jax.debug.callback(progress, step)
-            return state, record
+                jax.debug.callback(progress, end)
+            current = (state.params, state.model_state)
+            snaps = tuple(
+                jax.tree.map(
+                    lambda new, old, at=at: jnp.where(index == at, new, old), current, snap
+                )
+                for at, snap in zip(snapshot_segments, snaps, strict=True)
+            )
+            return (state, snaps), record
 
         state = TrainState(
             params, model_state, opt.init(params), jnp.zeros(()), jnp.zeros((), jnp.int32)
         )
-        records = [jax.tree.map(lambda v: v[None], metrics(state, start_step))]
-        snapshots: list[Any] = [None] * len(snapshot_steps)
-        for i, s in enumerate(relative_snapshots):
-            if s == 0:
-                snapshots[i] = (state.params, state.model_state)
-        for g in groups:
-
-            def one(state, i, g=g):
-                end = start_step + g.start + (i + 1) * g.length
-                state = segment(state, start_step + g.start + i * g.length, g.length)
-                if g.evaluate:
-                    return after_eval(state, end)
-                return state, None
-
-            state, recs = jax.lax.scan(one, state, jnp.arange(g.count))
-            if g.evaluate:
-                records.append(recs)
-            if g.snapshot is not None:
-                for i, s in enumerate(relative_snapshots):
-                    if s == g.start + g.length:
-                        snapshots[i] = (state.params, state.model_state)
-        history = jax.tree.map(lambda *xs: jnp.concatenate(xs), *records)
-        return TrainResult(
-            state.params, state.model_state, state.opt_state, history, tuple(snapshots)
+        first = jax.tree.map(lambda v: v[None], metrics(state, start_step))
+        snaps = tuple((state.params, state.model_state) for _ in snapshot_steps)
+        table = tuple(
+            jnp.asarray([getattr(seg, f) for seg in segments], dtype)
+            for f, dtype in (
+                ("index", jnp.int32),
+                ("start", jnp.int32),
+                ("length", jnp.int32),
+                ("evaluate", bool),
+            )
         )
+        (state, snaps), records = jax.lax.scan(one, (state, snaps), table)
+        eval_rows = np.asarray([i for i, seg in enumerate(segments) if seg.evaluate])
+        history = jax.tree.map(lambda a, b: jnp.concatenate([a, b[eval_rows]]), first, records)
+        return TrainResult(state.params, state.model_state, state.opt_state, history, snaps)
 
     return train_fn

@@ -69,3 +69,25 @@ def plan(steps: int, eval_every: int, snapshot_steps: tuple[int, ...] = ()) -> l
 def eval_steps(steps: int, eval_every: int) -> list[int]:
     """The steps at which history is recorded: 0 (before training) and each evaluation."""
     return [0, *range(eval_every, steps, eval_every), steps]
+
+
+class Segment(NamedTuple):
+    """Steps ``[start, start + length)`` of a run, then an evaluation if ``evaluate``."""
+
+    index: int
+    start: int
+    length: int
+    evaluate: bool
+
+
+def segments(steps: int, eval_every: int, snapshot_steps: tuple[int, ...] = ()) -> list[Segment]:
+    """The run's segments in order, one per cut of :func:`plan` (groups expanded).
+
+    The engine scans over this table, so the step function is traced once however many
+    segments there are.
+    """
+    out = []
+    for g in plan(steps, eval_every, snapshot_steps):
+        for i in range(g.count):
+            out.append(Segment(len(out), g.start + i * g.length, g.length, g.evaluate))
+    return out
