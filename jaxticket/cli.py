@@ -120,7 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset", default="mnist1d", help="data set name")
     tr.add_argument("--steps", type=_positive_int, default=6000, help="training iterations")
     tr.add_argument("--batch-size", type=_positive_int, default=100, help="minibatch size")
-    tr.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    tr.add_argument(
+        "--learning-rate", type=float, default=1e-2, help="Adam learning rate (MNIST-1D reference)"
+    )
     tr.add_argument(
         "--eval-every", type=_positive_int, default=500, help="iterations between evaluations"
     )

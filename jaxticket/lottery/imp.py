@@ -96,6 +96,9 @@ class Experiment:
         self.pruner = magnitude_pruner(c.allocation, scale=dict(c.layer_rates) or None)
         params, _ = jax.eval_shape(self.model.init, jax.random.key(0))
         self.template = params
+        # One jitted batched init per run: a fresh jax.jit(jax.vmap(...)) at every call
+        # would miss jit's cache and recompile at every level.
+        self.init_batch = jax.jit(jax.vmap(self.model.init))
 
     # -- one level -------------------------------------------------------------------
 
@@ -157,7 +160,7 @@ class Experiment:
 
     def _dense(self, show_progress: bool):
         c = self.config
-        params, model_state = jax.jit(jax.vmap(self.model.init))(self.init_keys)
+        params, model_state = self.init_batch(self.init_keys)
         result = train_seeds(
             self.model,
             self.data,
@@ -197,7 +200,7 @@ class Experiment:
         key = jax.random.fold_in(self.control_key, level)
         keys = jax.random.split(key, 3 * c.seeds).reshape(3, c.seeds)
         if "reinit" in c.controls:
-            fresh, fresh_state = jax.jit(jax.vmap(self.model.init))(keys[0])
+            fresh, fresh_state = self.init_batch(keys[0])
             starts["reinit"] = (fresh, fresh_state, mask)
         if "random_prune" in c.controls:
             rand = _thin_to_counts(keys[1], prev["random_mask"], mask)
@@ -209,11 +212,11 @@ class Experiment:
     # -- pruning -----------------------------------------------------------------------
 
     def _prune_step(self, trained, mask):
-        return _jit_prune(self.pruner, "fraction", self.config.prune_fraction)(trained, mask)
+        return _jit_prune(self.pruner, "fraction")(trained, mask, self.config.prune_fraction)
 
     def _prune_to(self, prev, sparsity: float):
         dense = _stack_seeds(dense_mask(self.template), self.config.seeds)
-        return _jit_prune(self.pruner, "sparsity", sparsity)(prev["trained"], dense)
+        return _jit_prune(self.pruner, "sparsity")(prev["trained"], dense, sparsity)
 
     # -- optimizer -----------------------------------------------------------------------
 
@@ -298,8 +301,10 @@ def _make_optimizer(config: LotteryConfig, offset: int, final: bool):
 
 
 @functools.lru_cache(maxsize=16)
-def _jit_prune(pruner, kind: str, amount: float):
-    return jax.jit(jax.vmap(lambda p, m: pruner(p, m, **{kind: amount})))
+def _jit_prune(pruner, kind: str):
+    # The amount is traced, so one compiled program serves every level and every one-shot
+    # sparsity (a constant amount would compile once per value).
+    return jax.jit(jax.vmap(lambda p, m, a: pruner(p, m, **{kind: a}), in_axes=(0, 0, None)))
 
 
 def _stack_seeds(tree, n: int):
@@ -314,27 +319,35 @@ def _concat(trees):
 
 def _shuffle(keys, mask):
     """Each seed's mask permuted within every layer (same per-layer counts)."""
-
-    def one(key, m):
-        leaves, treedef = jax.tree.flatten(m)
-        ks = jax.random.split(key, len(leaves))
-        shuffled = [jax.random.permutation(k, x.ravel()).reshape(x.shape) for k, x in zip(ks, leaves)]
-        return jax.tree.unflatten(treedef, shuffled)
-
-    return jax.jit(jax.vmap(one))(keys, mask)
+    return _shuffle_seeds(keys, mask)
 
 
 def _thin_to_counts(keys, random_mask, ticket_mask):
     """Random pruning: thin ``random_mask`` at random to ``ticket_mask``'s per-layer counts."""
+    return _thin_seeds(keys, random_mask, ticket_mask)
 
-    def one(key, rm, tm):
-        r_leaves, treedef = jax.tree.flatten(rm)
-        t_leaves = jax.tree.leaves(tm)
-        ks = jax.random.split(key, len(r_leaves))
-        out = []
-        for k, r, t in zip(ks, r_leaves, t_leaves):
-            scores = jax.random.uniform(k, r.shape)
-            out.append(topk_mask([scores], [r], jnp.sum(t, dtype=jnp.int32))[0])
-        return jax.tree.unflatten(treedef, out)
 
-    return jax.jit(jax.vmap(one))(keys, random_mask, ticket_mask)
+# The per-seed kernels are jitted once at module level (a closure jitted per call would
+# recompile at every level).
+
+
+def _shuffle_one(key, m):
+    leaves, treedef = jax.tree.flatten(m)
+    ks = jax.random.split(key, len(leaves))
+    shuffled = [jax.random.permutation(k, x.ravel()).reshape(x.shape) for k, x in zip(ks, leaves)]
+    return jax.tree.unflatten(treedef, shuffled)
+
+
+def _thin_one(key, rm, tm):
+    r_leaves, treedef = jax.tree.flatten(rm)
+    t_leaves = jax.tree.leaves(tm)
+    ks = jax.random.split(key, len(r_leaves))
+    out = []
+    for k, r, t in zip(ks, r_leaves, t_leaves):
+        scores = jax.random.uniform(k, r.shape)
+        out.append(topk_mask([scores], [r], jnp.sum(t, dtype=jnp.int32))[0])
+    return jax.tree.unflatten(treedef, out)
+
+
+_shuffle_seeds = jax.jit(jax.vmap(_shuffle_one))
+_thin_seeds = jax.jit(jax.vmap(_thin_one))

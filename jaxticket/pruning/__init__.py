@@ -1,0 +1,65 @@
+"""Pruning as composition: criterion (scores) ∘ allocation (counts) ∘ selection (mask)."""
+
+from jaxticket.pruning.allocation import (
+    Allocation,
+    Group,
+    LeafInfo,
+    er,
+    erk,
+    erk_densities,
+    fraction_of,
+    global_,
+    layerwise,
+)
+from jaxticket.pruning.criteria import (
+    Criterion,
+    check_scores,
+    magnitude,
+    override,
+    random,
+    restrict_to_alive,
+    snip,
+    weighted_sum,
+)
+from jaxticket.pruning.pruner import (
+    Pruner,
+    magnitude_pruner,
+    make_pruner,
+    prune,
+    random_pruner,
+    snip_pruner,
+)
+from jaxticket.pruning.selection import Selection, TopK, n_m, neurons, unstructured
+from jaxticket.pruning.topk import topk_mask
+
+__all__ = [
+    "Allocation",
+    "Criterion",
+    "Group",
+    "LeafInfo",
+    "Pruner",
+    "Selection",
+    "TopK",
+    "check_scores",
+    "er",
+    "erk",
+    "erk_densities",
+    "fraction_of",
+    "global_",
+    "layerwise",
+    "magnitude",
+    "magnitude_pruner",
+    "make_pruner",
+    "n_m",
+    "neurons",
+    "override",
+    "prune",
+    "random",
+    "random_pruner",
+    "restrict_to_alive",
+    "snip",
+    "snip_pruner",
+    "topk_mask",
+    "unstructured",
+    "weighted_sum",
+]

@@ -1,0 +1,157 @@
+"""Selection: turns scores into a new mask, keeping the highest-scoring alive units.
+
+A selection is a function over the prunable leaves, in flattening order::
+
+    selection(scores, alive, paths, allocation, *, fraction=None, sparsity=None)
+        -> list of bool arrays (the new alive masks)
+
+``unstructured`` keeps single weights, ``neurons`` whole output units (columns of a Flax
+kernel), ``n_m`` exactly N of every M consecutive weights. All of them keep a subset of
+``alive``: a pruned weight never comes back. Ties are broken deterministically (the
+earlier unit in flattening order wins), so equal inputs give equal masks. The factories
+return the same function for equal arguments, so jitted pruners reuse their compilation.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jaxticket.pruning.allocation import Allocation, LeafInfo
+from jaxticket.pruning.topk import topk_mask
+
+Selection = Callable[..., list[jax.Array]]
+TopK = Callable[[Sequence[jax.Array], Sequence[jax.Array], jax.Array], list[jax.Array]]
+
+
+@functools.cache
+def unstructured(topk: TopK = topk_mask) -> Selection:
+    """Single weights: exact top-k per allocation group.
+
+    Args:
+      topk: ``topk(scores_list, alive_list, k) -> masks`` keeping k alive entries of the
+        group; the default is exact with positional tie-breaking (``topk_mask``).
+    """
+    return _by_units(lambda path, s, a: (s, a), lambda path, keep, a: keep & a, topk)
+
+
+@functools.cache
+def neurons(norm: str = "l2", axis: int = -1, topk: TopK = topk_mask) -> Selection:
+    """Whole neurons / output channels: the units along ``axis`` (Flax kernels: the last).
+
+    A unit scores the L1 or L2 norm of its alive weights' scores over the other axes, and
+    counts as alive while any of its weights is alive. Allocation counts units (an ERK
+    density applies to a leaf's units).
+
+    Args:
+      norm: ``"l1"`` or ``"l2"``.
+      axis: the unit axis.
+      topk: as for ``unstructured``, over unit scores.
+    """
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"neurons: norm must be 'l1' or 'l2', got {norm!r}")
+
+    def to_units(path, s, a):
+        ax = _axis(path, s.ndim, axis, "neurons")
+        other = tuple(i for i in range(s.ndim) if i != ax)
+        s = jnp.where(a, s, jnp.zeros((), s.dtype))
+        if norm == "l1":
+            unit = jnp.sum(jnp.abs(s), axis=other)
+        else:
+            unit = jnp.sqrt(jnp.sum(jnp.square(s), axis=other))
+        return unit, jnp.any(a, axis=other)
+
+    def from_units(path, keep, a):
+        ax = _axis(path, a.ndim, axis, "neurons")
+        shape = [1] * a.ndim
+        shape[ax] = a.shape[ax]
+        return a & keep.reshape(shape)
+
+    return _by_units(to_units, from_units, topk)
+
+
+@functools.cache
+def n_m(n: int, m: int, axis: int = -2) -> Selection:
+    """N:M sparsity: in every M consecutive weights along ``axis`` keep the N best alive.
+
+    The default axis, -2, is the input axis of a Flax kernel (``(in, out)`` or
+    ``(kh, kw, in, out)``), the grouping sparse tensor cores use. The density is fixed at
+    N/M, so this selection takes no ``fraction`` or ``sparsity``. Groups with fewer than N
+    alive weights keep just those.
+
+    Raises (when called):
+      ValueError: the axis length of a leaf is not divisible by M (names the leaf path).
+    """
+    if not 0 < n <= m:
+        raise ValueError(f"n_m: need 0 < n <= m, got n={n}, m={m}")
+
+    def select(scores, alive, paths, allocation=None, *, fraction=None, sparsity=None):
+        del allocation
+        if fraction is not None or sparsity is not None:
+            raise ValueError(f"n_m: {n}:{m} sparsity fixes the density; pass no fraction/sparsity")
+        return [_n_of_m(p, s, a, n, m, axis) for p, s, a in zip(paths, scores, alive, strict=True)]
+
+    return select
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+
+
+def _by_units(to_units, from_units, topk: TopK) -> Selection:
+    """A selection that maps each leaf to units, allocates, top-k's, and maps back."""
+
+    def select(
+        scores: Sequence[jax.Array],
+        alive: Sequence[jax.Array],
+        paths: Sequence[str],
+        allocation: Allocation,
+        *,
+        fraction=None,
+        sparsity=None,
+    ) -> list[jax.Array]:
+        if (fraction is None) == (sparsity is None):
+            raise ValueError("pass exactly one of fraction= and sparsity=")
+        units = [to_units(p, s, a) for p, s, a in zip(paths, scores, alive, strict=True)]
+        leaves = [
+            LeafInfo(p, tuple(s.shape), u.size)
+            for p, s, (u, _) in zip(paths, scores, units, strict=True)
+        ]
+        counts = [jnp.sum(ua, dtype=jnp.int32) for _, ua in units]
+        groups = allocation(leaves, counts, fraction=fraction, sparsity=sparsity)
+        kept: list = [None] * len(units)
+        for group in groups:
+            chosen = topk(
+                [units[i][0] for i in group.leaves], [units[i][1] for i in group.leaves], group.keep
+            )
+            for i, k in zip(group.leaves, chosen, strict=True):
+                kept[i] = k
+        return [from_units(p, k, a) for p, k, a in zip(paths, kept, alive, strict=True)]
+
+    return select
+
+
+def _axis(path: str, ndim: int, axis: int, what: str) -> int:
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{what}: leaf {path!r} has {ndim} dims, so axis {axis} is out of range")
+    return axis % ndim
+
+
+def _n_of_m(path, s, a, n, m, axis):
+    ax = _axis(path, s.ndim, axis, "n_m")
+    if s.shape[ax] % m:
+        raise ValueError(
+            f"n_m: leaf {path!r} has length {s.shape[ax]} along axis {axis}, not divisible by M={m}"
+        )
+    s = jnp.moveaxis(jnp.where(a, s, -jnp.inf), ax, -1)
+    groups = s.reshape(*s.shape[:-1], s.shape[-1] // m, m)
+    # Rank inside each group: how many members beat me (higher score, or equal and earlier).
+    mine, other = groups[..., :, None], groups[..., None, :]
+    earlier = jnp.arange(m)[None, :] < jnp.arange(m)[:, None]
+    beaten_by = (other > mine) | ((other == mine) & earlier)
+    keep = jnp.sum(beaten_by, axis=-1) < n
+    keep = jnp.moveaxis(keep.reshape(s.shape), -1, ax)
+    return keep & a

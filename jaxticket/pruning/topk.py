@@ -1,0 +1,399 @@
+"""Exact global top-k over a list of arrays, among alive entries only, without a sort.
+
+``topk_mask`` keeps exactly ``k`` alive entries: those with the largest scores, ties
+broken by position in the concatenated flat order (array 0 flattened, then array 1, ...).
+
+How: the result is ``alive & (score >= x)`` plus, when several entries share the k-th
+score, the first few of them by position. So the work is a search for the k-th score
+``x``, keeping a bracket ``lo <= x < hi`` whose counts are exact:
+
+1. a strided sample of the scores gives the first guesses;
+2. each further guess is a safeguarded secant step (Illinois rule) on the exact counts;
+3. once at most ``_EXTRACT`` entries separate ``hi`` from rank ``k``, one pass takes the
+   largest alive score below ``hi`` in every row; the ``(k - count(hi))``-th largest of
+   those is the k-th score unless two of them share a row, and counting at it and at the
+   next float settles that either way;
+4. per-row counts at the two ends of the final bracket locate the tied entries, so the
+   positional tie break touches one row per array.
+
+Every pass over the weights is a reduction built from float ``max/min/sub/mul`` only:
+``min(max(s, xp), x) - xp`` is 0 below ``x`` and exactly one ulp at or above it (``xp``
+being the float just below ``x``), and sums of ulps are exact. XLA's CPU backend runs
+such reductions several times faster than compares or integer ops, and accelerators run
+them at memory speed. Counting that way is exact for ``|x| >= _SAFE``; for k-th scores
+inside the denormal range, or a search that runs out of passes, an integer-key path
+(bisection over the order-preserving 32-bit key) takes over. It is exact for any input,
+only slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+_SAMPLE = 65536  # sample size for the first guess; sorting it costs ~1/10 of a pass at 100M
+_MAX_PASSES = 12  # counting passes before the fast search hands over to the exact path
+_EXTRACT = 128  # extract once rank k is at most this far below the upper end of the bracket
+_ROW = 4096  # row length for per-row sums (float sums of 0/1 are exact below 2**24)
+_SAFE = 2.0**-100  # float counts need |x| above this: smaller ulps flush to zero on CPU
+_FMAX = float(np.finfo(np.float32).max)
+# Folded scores live in [_LOWEST, _FMAX] (dead ones at -inf); thresholds strictly inside.
+_LOWEST = float(np.nextafter(np.float32(-_FMAX), np.float32(0)))
+_ABOVE_LOWEST = float(np.nextafter(np.float32(_LOWEST), np.float32(0)))
+_BELOW_FMAX = float(np.nextafter(np.float32(_FMAX), np.float32(0)))
+_KEY_LO = np.uint32(0x007FFFFF)  # key of -inf: every alive entry is at or above it
+_KEY_INF = np.uint32(0xFF800000)  # key of +inf
+_KEY_HI = np.uint32(0xFF800001)  # one past the key of +inf: no entry reaches it
+
+
+def topk_mask(
+    scores: Sequence[jax.Array], alive: Sequence[jax.Array], k: int | jax.Array
+) -> list[jax.Array]:
+    """Keeps exactly ``clip(k, 0, #alive)`` alive entries with the largest scores.
+
+    Ties are broken by the position in the concatenated flat order: array 0 flattened,
+    then array 1, and so on; the earlier entry wins. Works under ``jit`` with ``k``
+    traced (one compiled function serves every ``k``) and under ``vmap``.
+
+    Args:
+      scores: float arrays of at most 32 bits, one per leaf, without NaNs (``-0.0`` and
+        ``+0.0`` tie).
+      alive: bool arrays of the same shapes; entries not alive are never kept.
+      k: how many entries to keep, a Python int or an integer scalar.
+
+    Returns:
+      A list of bool arrays shaped like ``scores``.
+
+    Example::
+
+      masks = topk_mask([w1_scores, w2_scores], [m1, m2], k=1000)
+    """
+    scores, alive = _check(scores, alive)
+    out = [jnp.zeros(s.shape, bool) for s in scores]
+    used = [i for i, s in enumerate(scores) if s.size]
+    if not used:
+        return out
+    s_list = [scores[i].astype(jnp.float32) for i in used]
+    a_list = [alive[i] for i in used]
+    # One pass folds ``alive`` into the scores (dead -> -inf) so that every later pass
+    # reads a single float array; clipping to [_LOWEST, _FMAX] keeps float counting exact.
+    v_list = [
+        jnp.where(a, jnp.clip(s, _LOWEST, _FMAX), -jnp.inf)
+        for s, a in zip(s_list, a_list, strict=True)
+    ]
+    n_alive, _ = _count_ge(v_list, jnp.float32(_LOWEST))
+    k = jnp.clip(jnp.asarray(k, jnp.int32), 0, n_alive)
+
+    b = _search(v_list, k, n_alive)
+    trivial = (k == 0) | (k == n_alive)
+    hit = b.c_lo == k
+    tied = (b.hi - b.lo == 1) & (b.lo > _KEY_LO) & (b.hi <= _KEY_INF)
+    masks = lax.cond(
+        trivial | hit | tied,
+        lambda: _fast_mask(v_list, k, b, hit | trivial),
+        lambda: _exact_mask(s_list, a_list, k, b.lo, b.hi, b.c_hi),
+    )
+    for i, m in zip(used, masks, strict=True):
+        out[i] = m & (k > 0)
+    return out
+
+
+# ------------------------------------------------------------------------------ search
+
+
+class _Bracket(NamedTuple):
+    lo: jax.Array  # key with count(lo) = c_lo >= k
+    c_lo: jax.Array
+    rows_lo: list  # per-leaf, per-row counts at lo (valid once lo was counted)
+    hi: jax.Array  # key with count(hi) = c_hi < k
+    c_hi: jax.Array
+    rows_hi: list
+    f_lo: jax.Array  # secant weights: count - target, halved by the Illinois rule
+    f_hi: jax.Array
+    side: jax.Array  # +1 / -1: which end the last pass moved
+    passes: jax.Array
+    top: jax.Array  # scores extracted below an earlier hi, descending (-inf: none yet)
+    need_top: jax.Array  # rank k sat this far below that hi: top[need_top - 1] >= k-th
+    probed: jax.Array  # the last pass counted just above lo
+    stop: jax.Array
+
+
+def _search(v_list, k, n_alive) -> _Bracket:
+    """Narrows the bracket around the k-th alive score with float counting passes."""
+    sv, m_alive = _sorted_sample(v_list)
+    target = jnp.maximum(k - _EXTRACT // 2, 1).astype(jnp.float32)  # aim just above rank k
+    frac = jnp.maximum(m_alive, 1) / jnp.maximum(n_alive, 1).astype(jnp.float32)
+
+    def sample_at(rank):  # sampled score whose estimated count is ``rank``
+        j = jnp.round(rank * frac).astype(jnp.int32) - 1
+        return sv[jnp.clip(j, 0, jnp.maximum(m_alive - 1, 0))]
+
+    def guess(b, x_lo, x_hi):
+        has_lo, has_hi = b.lo > _KEY_LO, b.hi <= _KEY_INF
+        t = b.f_lo / (b.f_lo - b.f_hi)
+        secant = x_lo * (1 - t) + x_hi * t
+        # With one end known, walk the sample's quantiles from it and overshoot rank k by
+        # twice the sample's rank error, so that the next count likely brackets k.
+        c_end = jnp.where(has_lo, b.c_lo, b.c_hi).astype(jnp.float32)
+        p_end = jnp.sum(sv >= jnp.where(has_lo, x_lo, x_hi)).astype(jnp.float32)
+        spread = 2 * jnp.sqrt(jnp.abs(target - c_end) / frac) + _EXTRACT
+        walk = sample_at(p_end / frac + jnp.where(has_lo, -spread, spread) + target - c_end)
+        x = jnp.where(has_lo & has_hi, secant, jnp.where(has_lo | has_hi, walk, sample_at(target)))
+        # A guess outside the bracket (ties in the sample) moves to the sampled score next
+        # to the known end, so that each distinct score costs at most one pass.
+        next_up = sv[jnp.maximum(jnp.sum(sv > x_lo) - 1, 0)]
+        next_down = sv[jnp.minimum(jnp.sum(sv >= x_hi), sv.shape[0] - 1)]
+        near = jnp.where(has_lo, next_up, next_down)
+        outside = ~((x > x_lo) & (x < x_hi))
+        return jnp.where(outside & (near > x_lo) & (near < x_hi), near, x)
+
+    def step(b):
+        x_lo, x_hi = _from_key(b.lo), _from_key(jnp.minimum(b.hi, _KEY_INF))
+        need = k - b.c_hi
+
+        def from_top(top, need_top):
+            # The extracted scores name the k-th one unless rows hid some (two in a row)
+            # or it is tied; both show as count(lo) - k extra entries once lo is one of
+            # them. Step up that many, but at least to the next extracted score above lo.
+            extra = jnp.where(b.lo > _KEY_LO, b.c_lo - k, 0)
+            extra = jnp.where(extra < need_top, extra, 0)
+            n_above = jnp.sum(top > x_lo)
+            x = top[jnp.clip(need_top - 1 - extra, 0, jnp.maximum(n_above - 1, 0))]
+            return x, (_key(x) > b.lo) & (_key(x) < b.hi)
+
+        x, inside = from_top(b.top, b.need_top)
+        # Many entries in the bracket but no sampled score strictly inside: they likely
+        # share lo's score. Or lo is an extracted score and none is left above it. Either
+        # way, count just above lo: that settles a tie at lo.
+        in_sample = jnp.sum((sv > x_lo) & (sv < x_hi))
+        crowded = (in_sample == 0) & (b.c_lo - b.c_hi > 2 * _EXTRACT)
+        lo_top = jnp.any(b.top == x_lo) & ~inside
+        probe = ~b.probed & (b.lo > _KEY_LO) & (crowded | lo_top)
+        extract = ~inside & ~probe & (need <= _EXTRACT)
+        top, need_top = lax.cond(
+            extract,
+            lambda: (_top_below(v_list, x_hi), need),
+            lambda: (b.top, b.need_top),
+        )
+        x, inside = from_top(top, need_top)
+        x = jnp.where(inside, x, guess(b, x_lo, x_hi))
+        x = jnp.where(probe, _from_key(b.lo + 1), x)
+        key = _key(_off_denormal(jnp.clip(x, _ABOVE_LOWEST, _BELOW_FMAX), x_hi))
+        inside = (key > b.lo) & (key < b.hi)
+        x = _off_denormal(_from_key(jnp.where(inside, key, b.lo + (b.hi - b.lo) // 2)), x_hi)
+        key = _key(x)
+        usable = (key > b.lo) & (key < b.hi) & (jnp.abs(x) >= _SAFE) & (jnp.abs(x) < _FMAX)
+        usable &= x > _LOWEST
+
+        c, rows = _count_ge(v_list, x)
+        f = c.astype(jnp.float32) - target + 0.5
+        up, down = usable & (c >= k), usable & (c < k)
+        lo, hi = jnp.where(up, key, b.lo), jnp.where(down, key, b.hi)
+        return _Bracket(
+            lo=lo,
+            c_lo=jnp.where(up, c, b.c_lo),
+            rows_lo=[jnp.where(up, r, q) for r, q in zip(rows, b.rows_lo, strict=True)],
+            hi=hi,
+            c_hi=jnp.where(down, c, b.c_hi),
+            rows_hi=[jnp.where(down, r, q) for r, q in zip(rows, b.rows_hi, strict=True)],
+            # Illinois rule: an end kept twice in a row gets half its weight, so the secant
+            # does not creep towards k from one side.
+            f_lo=jnp.where(up, f, jnp.where(down & (b.side < 0), b.f_lo / 2, b.f_lo)),
+            f_hi=jnp.where(down, f, jnp.where(up & (b.side > 0), b.f_hi / 2, b.f_hi)),
+            side=jnp.where(up, 1, -1),
+            passes=b.passes + 1,
+            top=top,
+            need_top=need_top,
+            probed=probe,
+            stop=~usable | (c == k) | (hi - lo <= 1),
+        )
+
+    rows0 = [jnp.zeros(_rows(v).shape[0], jnp.int32) for v in v_list]
+    init = _Bracket(
+        lo=jnp.uint32(_KEY_LO),
+        c_lo=n_alive,
+        rows_lo=rows0,
+        hi=jnp.uint32(_KEY_HI),
+        c_hi=jnp.int32(0),
+        rows_hi=rows0,
+        f_lo=n_alive - target + 0.5,
+        f_hi=0.5 - target,
+        side=jnp.int32(0),
+        passes=jnp.int32(0),
+        top=jnp.full(_EXTRACT, -jnp.inf),
+        need_top=jnp.int32(0),
+        probed=jnp.bool_(False),
+        stop=(k == 0) | (k == n_alive),
+    )
+    return lax.while_loop(lambda b: ~b.stop & (b.passes < _MAX_PASSES), step, init)
+
+
+def _sorted_sample(v_list):
+    """Evenly spaced sample of the folded scores in descending order, and its alive count."""
+    total = sum(v.size for v in v_list)
+    parts = []
+    for v in v_list:
+        m = max(1, min(v.size, round(_SAMPLE * v.size / total)))
+        parts.append(v.reshape(-1)[np.linspace(0, v.size - 1, m).astype(np.int64)])
+    sample = -jnp.sort(-jnp.concatenate(parts))
+    return sample, jnp.sum(sample > -jnp.inf, dtype=jnp.int32)
+
+
+def _count_ge(v_list, x):
+    """Exact count of folded scores ``>= x`` (``_SAFE <= |x|``, ``_LOWEST <= x < _FMAX``).
+
+    Returns the total and per-leaf, per-row counts.
+    """
+    xp = jnp.nextafter(x, -jnp.inf)
+    total, rows = jnp.int32(0), []
+    for v in v_list:
+        xi, xpi = _per_leaf((x, xp), v)
+        ulps = jnp.sum(jnp.minimum(jnp.maximum(_rows(v), xpi), xi) - xpi, axis=-1)
+        rows.append((ulps / (xi - xpi)).astype(jnp.int32))
+        total = total + rows[-1].sum()
+    return total, rows
+
+
+def _top_below(v_list, hi):
+    """The ``_EXTRACT`` largest per-row maxima of the folded scores below ``hi``, descending.
+
+    Unless two of them share a row, these are the largest alive scores below ``hi``.
+    """
+    hip = jnp.nextafter(hi, -jnp.inf)
+    inv = jnp.where(jnp.isinf(hi), 1.0, 1 / (hi - hip))
+    tops = []
+    for v in v_list:
+        hipi, invi, one, big = _per_leaf((hip, inv, 1.0, _FMAX), v)
+        r = _rows(v)
+        # drop is 1 at or above hi, else 0; subtracting 2 * FMAX sinks those entries
+        # below every real score without a compare.
+        drop = jnp.minimum((jnp.maximum(r, hipi) - hipi) * invi, one)
+        row_max = jnp.max(jnp.minimum(r, hipi) - drop * big - drop * big, axis=-1)
+        tops.append(lax.top_k(row_max, min(_EXTRACT, row_max.size))[0])
+    top = jnp.concatenate([*tops, jnp.full(_EXTRACT, -jnp.inf)])
+    return jnp.maximum(lax.top_k(top, _EXTRACT)[0], jnp.float32(_LOWEST))
+
+
+# ------------------------------------------------------------------------------- masks
+
+
+def _fast_mask(v_list, k, b, no_ties):
+    """``v >= x`` at the bracket, keeping only the first tied entries when needed."""
+    x_lo = jnp.where(b.lo > _KEY_LO, _from_key(b.lo), _LOWEST)
+    x_hi = jnp.where(no_ties, x_lo, _from_key(jnp.minimum(b.hi, _KEY_INF)))
+    take, masks = k - b.c_hi, []
+    for v, r_lo, r_hi in zip(v_list, b.rows_lo, b.rows_hi, strict=True):
+        row_ties = r_lo - r_hi
+
+        def tie_row(i, v=v):
+            row = _rows(v)[i]
+            return (row >= x_lo) & ~(row >= x_hi)
+
+        cut = jnp.where(no_ties, v.size, _cut(row_ties, take, tie_row))
+        take = take - row_ties.sum()
+        masks.append((v >= x_hi) | ((v >= x_lo) & (_flat_index(v) < cut)))
+    return masks
+
+
+def _exact_mask(s_list, a_list, k, lo, hi, c_hi):
+    """Integer-key top-k: bisect the k-th key in ``[lo, hi)``, then cut ties by position."""
+    keys = [jnp.where(a, _key(s), jnp.uint32(0)) for s, a in zip(s_list, a_list, strict=True)]
+
+    def body(st):
+        lo, hi, c_hi, first = st
+        # Probing just above lo first settles a tie at the fast search's last lower end.
+        mid = jnp.where(first, lo + 1, lo + (hi - lo) // 2)
+        c = sum(jnp.sum(kk >= mid, dtype=jnp.int32) for kk in keys)
+        up = c >= k
+        return jnp.where(up, mid, lo), jnp.where(up, hi, mid), jnp.where(up, c_hi, c), False
+
+    t, _, c_hi, _ = lax.while_loop(lambda st: st[1] - st[0] > 1, body, (lo, hi, c_hi, True))
+    take, masks = k - c_hi, []
+    for kk in keys:
+        row_ties = jnp.sum(_rows(kk) == t, axis=-1, dtype=jnp.int32)
+        cut = _cut(row_ties, take, lambda i, kk=kk: _rows(kk)[i] == t)
+        take = take - row_ties.sum()
+        masks.append((kk > t) | ((kk == t) & (_flat_index(kk) < cut)))
+    return masks
+
+
+def _cut(row_ties, take, tie_row):
+    """Flat position just past the ``take``-th tied entry of a leaf (0 if ``take <= 0``).
+
+    Args:
+      row_ties: number of tied entries in each row of the leaf's ``_rows`` view.
+      take: how many tied entries of this leaf to keep, counted from its start.
+      tie_row: ``i -> bool[row length]``, the tied entries of row ``i``.
+    """
+    cum = jnp.cumsum(row_ties)
+    i = jnp.minimum(jnp.sum(cum < take), row_ties.shape[0] - 1)
+    rest = take - (cum[i] - row_ties[i])
+    row = tie_row(i)
+    col = jnp.sum(jnp.cumsum(row.astype(jnp.int32)) < rest)
+    return jnp.where(take > 0, i * row.shape[0] + col + 1, 0)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _key(s):
+    """Maps float32 to uint32 in the same order; ``-0.0`` and ``+0.0`` share a key."""
+    b = lax.bitcast_convert_type(s, jnp.uint32)
+    b = jnp.where(b == np.uint32(0x80000000), np.uint32(0), b)
+    return jnp.where(b >> 31 == 1, ~b, b | np.uint32(0x80000000))
+
+
+def _from_key(key):
+    b = jnp.where(key >> 31 == 1, key & np.uint32(0x7FFFFFFF), ~key)
+    return lax.bitcast_convert_type(b, jnp.float32)
+
+
+def _off_denormal(x, x_hi):
+    # Float counting is exact only for |x| >= _SAFE: step to the safe value that stays
+    # below the upper end of the bracket.
+    return jnp.where(jnp.abs(x) < _SAFE, jnp.where(x_hi > _SAFE, _SAFE, -_SAFE), x)
+
+
+def _rows(x):
+    """2-D view with rows of at most ``_ROW`` entries."""
+    n = x.size
+    c = max(d for d in range(1, min(n, _ROW) + 1) if n % d == 0)
+    return x.reshape(n // c, c)
+
+
+def _flat_index(x):
+    r = _rows(x)
+    i = lax.broadcasted_iota(jnp.int32, r.shape, 0) * r.shape[1]
+    return (i + lax.broadcasted_iota(jnp.int32, r.shape, 1)).reshape(x.shape)
+
+
+def _per_leaf(scalars, v):
+    # Adds a zero that depends on this leaf, so XLA does not share one broadcast of each
+    # scalar between leaves of equal shape (it would materialize it at full size).
+    z = jnp.minimum(jnp.abs(v.reshape(-1)[0]), 0.0)
+    return tuple(jnp.asarray(c, jnp.float32) + z for c in scalars)
+
+
+def _check(scores, alive):
+    scores, alive = list(scores), list(alive)
+    if len(scores) != len(alive):
+        raise ValueError(f"got {len(scores)} score arrays but {len(alive)} alive arrays")
+    for i, (s, a) in enumerate(zip(scores, alive, strict=True)):
+        s, a = jnp.asarray(s), jnp.asarray(a)
+        if not jnp.issubdtype(s.dtype, jnp.floating) or jnp.finfo(s.dtype).bits > 32:
+            raise TypeError(
+                f"scores[{i}]: expected a float array of at most 32 bits, got {s.dtype}"
+            )
+        if a.dtype != jnp.bool_:
+            raise TypeError(f"alive[{i}]: expected a bool array, got dtype {a.dtype}")
+        if a.shape != s.shape:
+            raise ValueError(f"alive[{i}]: shape {a.shape} differs from scores shape {s.shape}")
+        if s.size >= 2**31:
+            raise ValueError(f"scores[{i}]: {s.size} entries; at most 2**31 - 1 are supported")
+        scores[i], alive[i] = s, a
+    return scores, alive

@@ -1,0 +1,211 @@
+"""The ``jaxticket`` command: flags from the config, one-line errors, ``lottery`` and
+``report`` on a tiny run."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from jaxticket import cli
+from jaxticket.lottery.config import LotteryConfig
+
+# The tiny run of tests/test_lottery.py and tests/test_resume.py (same compiled programs).
+TINY = ["--levels", "3", "--seeds", "2", "--steps", "40", "--eval-every", "20"]
+TINY += ["--val-size", "200", "--batch-size", "60", "--rewind", "20"]
+TINY += ["--controls", "reinit,random_prune,shuffle", "--quiet"]
+TINY_CONFIG = LotteryConfig(
+    levels=3,
+    seeds=2,
+    steps=40,
+    eval_every=20,
+    val_size=200,
+    batch_size=60,
+    rewind=20,
+    controls=("reinit", "random_prune", "shuffle"),
+)
+
+
+# -- one tiny run per session; this block is the same in test_lottery/test_cli/test_resume --
+
+
+def shared_folder(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this session shares (their temp dirs are
+    siblings in the session's), holding the tiny run and a persistent XLA cache."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "lottery-shared"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def locked(folder: Path):
+    """Holds ``folder``'s lock: one process at a time computes or copies the tiny run."""
+    with open(folder / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def shared_tiny_run(tmp_path_factory, dest: Path, run):
+    """Runs ``run(out_dir)`` (the tiny config) in the shared folder and copies the run
+    directory to ``dest``. The first caller of the session trains; later callers (other
+    modules, other workers) resume the finished run, which only loads it.
+
+    Returns:
+      (the copy's run directory, what ``run`` returned).
+    """
+    folder = shared_folder(tmp_path_factory)
+    with locked(folder):
+        result = run(folder / "runs")
+        (run_dir,) = (folder / "runs").iterdir()
+        shutil.copytree(run_dir, dest / run_dir.name)
+    return dest / run_dir.name, result
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory):
+    """The shared persistent XLA cache while this module runs (speed only): new
+    ``Experiment`` objects and subprocesses load the programs compiled before."""
+    names = {
+        "jax_compilation_cache_dir": str(shared_folder(tmp_path_factory) / "jax-cache"),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    old = {name: getattr(jax.config, name) for name in names}
+    for name, value in names.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    yield
+    for name, value in old.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def run_main(argv: list[str]) -> tuple[int, str, str]:
+    """``cli.main(argv)`` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def lottery_run(tmp_path_factory):
+    """``jaxticket lottery`` on the tiny config: (a copy of its run directory, its stdout).
+    The session's first user of the tiny run trains it; later ones load it."""
+    dest = tmp_path_factory.mktemp("cli")
+    run = lambda out: run_main(["lottery", *TINY, "--out", str(out)])  # noqa: E731
+    run_dir, (code, stdout, stderr) = shared_tiny_run(tmp_path_factory, dest, run)
+    assert code == 0, stderr
+    return run_dir, stdout
+
+
+def table_lines(text: str) -> list[str]:
+    """The results table: the header line (starting with 'level'), the rule, the rows."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["level"])
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
+def test_help_lists_every_config_flag():
+    code, out, _ = run_main(["lottery", "--help"])
+    assert code == 0
+    for field in dataclasses.fields(LotteryConfig):
+        flag = "--" + field.name.replace("_", "-")
+        assert flag in out, flag
+        # The help text of the field is shown (argparse wraps lines, so compare words).
+        assert field.metadata["help"].split()[0] in out
+    assert "--out" in out and "--quiet" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--levels", "-1"], "levels must be >= 0, got -1"),
+        (["--prune-fraction", "1.0"], "prune fraction must be in (0, 1), got 1.0"),
+        (["--prune-fraction", "1.5"], "prune fraction must be in (0, 1), got 1.5"),
+        (["--model", "no_such_model"], "unknown model 'no_such_model'"),
+        (["--dataset", "no_such_data"], "unknown data set 'no_such_data'"),
+        (["--controls", "reinit,bogus"], "unknown control 'bogus'"),
+        (["--rewind", "40", "--steps", "40"], "rewind must be an iteration in [0, steps=40)"),
+    ],
+)
+def test_bad_values_print_one_line_and_exit_2(tmp_path, args, message):
+    code, out, err = run_main(["lottery", *args, "--out", str(tmp_path)])
+    assert code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("jaxticket lottery: error: ") and message in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing was started
+
+
+def test_report_of_a_missing_run_is_one_line(tmp_path):
+    code, out, err = run_main(["report", str(tmp_path / "nope")])
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("jaxticket report: error: ")
+
+
+def test_flags_build_the_config(tmp_path):
+    args = cli._parser().parse_args(
+        ["lottery", "--layer-rates", "output/*=0.5, dense1/*=0.75", "--controls", ""]
+        + ["--one-shot", "0.5,0.9", "--rewind", "7", "--rewind-mode", "lr"]
+        + ["--learning-rate", "3e-4", "--seeds", "4"]
+    )
+    config = cli._config_from_args(args)
+    assert config == LotteryConfig(
+        layer_rates=(("output/*", 0.5), ("dense1/*", 0.75)),
+        controls=(),
+        one_shot=(0.5, 0.9),
+        rewind=7,
+        rewind_mode="lr",
+        learning_rate=3e-4,
+        seeds=4,
+    )
+    assert cli._config_from_args(cli._parser().parse_args(["lottery"])) == LotteryConfig()
+    code, _, err = run_main(["lottery", "--layer-rates", "output", "--out", str(tmp_path)])
+    assert code == 2 and "expected PATTERN=SCALE" in err
+
+
+def test_lottery_prints_the_table_and_writes_the_plots(lottery_run):
+    run_dir, stdout = lottery_run
+    assert json.loads((run_dir / "config.json").read_text())["config"] == TINY_CONFIG.to_dict()
+    table = table_lines(stdout)
+    assert "remaining %" in table[0] and "reinit early %" in table[0]
+    assert "random_prune early %" in table[0] and "shuffle early %" in table[0]
+    rows = [line.split() for line in table[2:]]
+    assert [row[0] for row in rows] == ["0", "1", "2", "3"]
+    # % remaining: (42,000·0.8^k + 1,000·0.9^k) / 43,000 on MNIST-1D's 40 inputs.
+    assert [row[1] for row in rows] == ["100", "80.2", "64.4", "51.7"]
+    # (The printed paths are those of the shared run; run_dir is a copy of it.)
+    assert f"{os.sep}{run_dir.name}\nplots: " in stdout
+    for name in ("accuracy_vs_remaining.png", "training_curves.png"):
+        path = run_dir / name
+        assert f"{os.sep}{run_dir.name}{os.sep}{name}" in stdout
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+    assert {"results.json", "results.csv", "config.json"} <= set(os.listdir(run_dir))
+
+
+def test_report_prints_the_table_of_a_finished_run(lottery_run):
+    run_dir, stdout = lottery_run
+    code, out, err = run_main(["report", str(run_dir)])
+    assert code == 0 and err == ""
+    title = out.splitlines()[0]
+    assert str(run_dir) in title and "lenet_300_100 on mnist1d" in title
+    assert table_lines(out) == table_lines(stdout)
