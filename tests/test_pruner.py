@@ -1,8 +1,7 @@
 """Pruner: exact counts, masks only shrink, keys, jit/vmap, NNX State, every bad input.
 
 Most tests select with ``_sorted_topk``, a one-sort reference that compiles quickly;
-``topk_mask`` (the default) is checked to give identical masks and runs the lottery and
-vmap tests.
+``topk_mask`` (the default) is checked to give identical masks and runs the vmap test.
 """
 
 import jax
@@ -47,9 +46,8 @@ _REF = unstructured(topk=_sorted_topk)
 _LAYOUTS = [
     ([(3, 4)], False),
     ([(5, 2), (3, 4)], True),
-    ([(2, 3, 2), (7, 1), (1, 6)], False),
-    ([(3, 4), (5, 2), (2, 3, 2), (4, 4)], True),
-    ([(9, 2), (2, 2)], False),
+    ([(2, 3, 2), (5, 2), (3, 4)], False),
+    ([(3, 4), (5, 2), (2, 3, 2), (3, 4)], True),
 ]
 
 
@@ -144,7 +142,7 @@ def test_lottery_rounds_one_compiled_function():
     params = {
         k: {"kernel": jnp.asarray(rng.normal(size=s), jnp.float32)} for k, s in shapes.items()
     }
-    pruner = magnitude_pruner("layerwise", scale={"out/*": 0.5})
+    pruner = make_pruner(magnitude, "layerwise", _REF, scale={"out/*": 0.5})
     traces = []
 
     @jax.jit

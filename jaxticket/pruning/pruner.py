@@ -44,6 +44,11 @@ class Pruner(NamedTuple):
       criterion: ``fn(params, *, mask, key, batch) -> scores``.
       allocation: e.g. ``global_()``, ``layerwise(scale)``, ``erk()``.
       selection: e.g. ``unstructured()``, ``neurons()``, ``n_m(2, 4)``.
+
+    Allocation and selection are static arguments of a jitted core, so they must be
+    hashable (plain functions are; the factories return the same function for equal
+    arguments, so building a pruner twice reuses the compiled program). Close over a
+    pruner inside ``jax.jit``; do not pass it as an argument.
     """
 
     criterion: criteria.Criterion

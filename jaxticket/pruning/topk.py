@@ -38,7 +38,7 @@ from jax import lax
 
 _SAMPLE = 65536  # sample size for the first guess; sorting it costs ~1/10 of a pass at 100M
 _MAX_PASSES = 12  # counting passes before the fast search hands over to the exact path
-_EXTRACT = 128  # extract once rank k is at most this far below the upper end of the bracket
+_EXTRACT = 512  # extract once rank k is at most this far below the upper end of the bracket
 _ROW = 4096  # row length for per-row sums (float sums of 0/1 are exact below 2**24)
 _SAFE = 2.0**-100  # float counts need |x| above this: smaller ulps flush to zero on CPU
 _FMAX = float(np.finfo(np.float32).max)
@@ -82,8 +82,10 @@ def topk_mask(
     a_list = [alive[i] for i in used]
     # One pass folds ``alive`` into the scores (dead -> -inf) so that every later pass
     # reads a single float array; clipping to [_LOWEST, _FMAX] keeps float counting exact.
+    # It also lays the scores out as rows here, where reshaping is free: float reductions
+    # over a reshape that splits the last axis would copy the array on every pass.
     v_list = [
-        jnp.where(a, jnp.clip(s, _LOWEST, _FMAX), -jnp.inf)
+        _rows(jnp.where(a, jnp.clip(s, _LOWEST, _FMAX), -jnp.inf))
         for s, a in zip(s_list, a_list, strict=True)
     ]
     n_alive, _ = _count_ge(v_list, jnp.float32(_LOWEST))
@@ -95,7 +97,7 @@ def topk_mask(
     tied = (b.hi - b.lo == 1) & (b.lo > _KEY_LO) & (b.hi <= _KEY_INF)
     masks = lax.cond(
         trivial | hit | tied,
-        lambda: _fast_mask(v_list, k, b, hit | trivial),
+        lambda: _fast_mask(s_list, a_list, v_list, k, b, hit | trivial),
         lambda: _exact_mask(s_list, a_list, k, b.lo, b.hi, b.c_hi),
     )
     for i, m in zip(used, masks, strict=True):
@@ -173,7 +175,8 @@ def _search(v_list, k, n_alive) -> _Bracket:
         in_sample = jnp.sum((sv > x_lo) & (sv < x_hi))
         crowded = (in_sample == 0) & (b.c_lo - b.c_hi > 2 * _EXTRACT)
         lo_top = jnp.any(b.top == x_lo) & ~inside
-        probe = ~b.probed & (b.lo > _KEY_LO) & (crowded | lo_top)
+        lo_tied = jnp.sum(b.top == x_lo) >= 2  # lo's score shows up in two rows: a tie
+        probe = ~b.probed & (b.lo > _KEY_LO) & (crowded | lo_top | lo_tied)
         extract = ~inside & ~probe & (need <= _EXTRACT)
         top, need_top = lax.cond(
             extract,
@@ -213,7 +216,7 @@ def _search(v_list, k, n_alive) -> _Bracket:
             stop=~usable | (c == k) | (hi - lo <= 1),
         )
 
-    rows0 = [jnp.zeros(_rows(v).shape[0], jnp.int32) for v in v_list]
+    rows0 = [jnp.zeros(v.shape[0], jnp.int32) for v in v_list]
     init = _Bracket(
         lo=jnp.uint32(_KEY_LO),
         c_lo=n_alive,
@@ -245,7 +248,7 @@ def _sorted_sample(v_list):
 
 
 def _count_ge(v_list, x):
-    """Exact count of folded scores ``>= x`` (``_SAFE <= |x|``, ``_LOWEST <= x < _FMAX``).
+    """Exact count of folded scores (as rows) ``>= x`` (``_SAFE <= |x|``, ``_LOWEST <= x < _FMAX``).
 
     Returns the total and per-leaf, per-row counts.
     """
@@ -253,7 +256,7 @@ def _count_ge(v_list, x):
     total, rows = jnp.int32(0), []
     for v in v_list:
         xi, xpi = _per_leaf((x, xp), v)
-        ulps = jnp.sum(jnp.minimum(jnp.maximum(_rows(v), xpi), xi) - xpi, axis=-1)
+        ulps = jnp.sum(jnp.minimum(jnp.maximum(v, xpi), xi) - xpi, axis=-1)
         rows.append((ulps / (xi - xpi)).astype(jnp.int32))
         total = total + rows[-1].sum()
     return total, rows
@@ -269,7 +272,7 @@ def _top_below(v_list, hi):
     tops = []
     for v in v_list:
         hipi, invi, one, big = _per_leaf((hip, inv, 1.0, _FMAX), v)
-        r = _rows(v)
+        r = v
         # drop is 1 at or above hi, else 0; subtracting 2 * FMAX sinks those entries
         # below every real score without a compare.
         drop = jnp.minimum((jnp.maximum(r, hipi) - hipi) * invi, one)
@@ -282,21 +285,24 @@ def _top_below(v_list, hi):
 # ------------------------------------------------------------------------------- masks
 
 
-def _fast_mask(v_list, k, b, no_ties):
-    """``v >= x`` at the bracket, keeping only the first tied entries when needed."""
-    x_lo = jnp.where(b.lo > _KEY_LO, _from_key(b.lo), _LOWEST)
+def _fast_mask(s_list, a_list, v_list, k, b, no_ties):
+    """``alive & (s >= x)`` at the bracket, keeping only the first tied entries if needed.
+
+    Reads the scores in their own layout: writing the mask through the row view would
+    cost a relayout.
+    """
+    x_lo = jnp.where(b.lo > _KEY_LO, _from_key(b.lo), -jnp.inf)
     x_hi = jnp.where(no_ties, x_lo, _from_key(jnp.minimum(b.hi, _KEY_INF)))
     take, masks = k - b.c_hi, []
-    for v, r_lo, r_hi in zip(v_list, b.rows_lo, b.rows_hi, strict=True):
+    for s, a, v, r_lo, r_hi in zip(s_list, a_list, v_list, b.rows_lo, b.rows_hi, strict=True):
         row_ties = r_lo - r_hi
 
         def tie_row(i, v=v):
-            row = _rows(v)[i]
-            return (row >= x_lo) & ~(row >= x_hi)
+            return (v[i] >= x_lo) & ~(v[i] >= x_hi)
 
-        cut = jnp.where(no_ties, v.size, _cut(row_ties, take, tie_row))
+        cut = jnp.where(no_ties, s.size, _cut(row_ties, take, tie_row))
         take = take - row_ties.sum()
-        masks.append((v >= x_hi) | ((v >= x_lo) & (_flat_index(v) < cut)))
+        masks.append(a & ((s >= x_hi) | ((s >= x_lo) & (_flat_index(s) < cut))))
     return masks
 
 
@@ -367,9 +373,12 @@ def _rows(x):
 
 
 def _flat_index(x):
-    r = _rows(x)
-    i = lax.broadcasted_iota(jnp.int32, r.shape, 0) * r.shape[1]
-    return (i + lax.broadcasted_iota(jnp.int32, r.shape, 1)).reshape(x.shape)
+    """Row-major position of every entry, built in ``x``'s own layout (no reshape)."""
+    index, stride = jnp.zeros(x.shape, jnp.int32), 1
+    for axis in reversed(range(x.ndim)):
+        index = index + lax.broadcasted_iota(jnp.int32, x.shape, axis) * stride
+        stride *= x.shape[axis]
+    return index
 
 
 def _per_leaf(scalars, v):
