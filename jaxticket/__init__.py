@@ -42,7 +42,7 @@ Example::
                                    steps=2000, batch_size=60, eval_every=500)
 """
 
-from jaxticket import data, lottery, models, pruning, train  # noqa: F401
+from jaxticket import data, lottery, models, pruning, train
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
 from jaxticket.masks import (
@@ -94,3 +94,57 @@ from jaxticket.train import (
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "LotteryConfig",
+    "MaskedState",
+    "Pruner",
+    "TrainResult",
+    "alive_by_leaf",
+    "apply_mask",
+    "count_alive",
+    "count_total",
+    "data",
+    "default_prunable",
+    "dense_mask",
+    "density",
+    "er",
+    "erk",
+    "evaluate",
+    "get_mask",
+    "global_",
+    "hamming",
+    "jaccard",
+    "layerwise",
+    "lottery",
+    "magnitude",
+    "magnitude_pruner",
+    "make_pruner",
+    "make_train_fn",
+    "mask_and",
+    "mask_not",
+    "mask_or",
+    "masked",
+    "models",
+    "n_m",
+    "neurons",
+    "override",
+    "prune",
+    "pruning",
+    "random",
+    "random_pruner",
+    "replace_mask",
+    "restrict_to_alive",
+    "run_lottery",
+    "seed_mesh",
+    "snip",
+    "snip_pruner",
+    "sparsity",
+    "sparsity_by_leaf",
+    "topk_mask",
+    "train",
+    "train_seeds",
+    "unstructured",
+    "validate_mask",
+    "weighted_sum",
+]

@@ -130,6 +130,7 @@ def assert_levels_bitwise_equal(a: Path, b: Path, level: int) -> None:
         assert np.array_equal(value, arrays_b[key]), key
 
 
+@pytest.mark.slow  # a second process: ~20 s of imports, data generation and tracing
 def test_killed_run_resumes_to_the_results_of_an_uninterrupted_run(
     tmp_path, tmp_path_factory, straight_run
 ):

@@ -30,7 +30,10 @@ class LotteryConfig:
     surviving weights per level, the output layer at half that rate) scaled to MNIST-1D.
     """
 
-    model: str = _field("lenet_300_100", "model name (lenet_300_100, mlp, cnn1d, conv2, conv4, conv6, resnet20, vgg16, ...)")
+    model: str = _field(
+        "lenet_300_100",
+        "model name (lenet_300_100, mlp, cnn1d, conv2, conv4, conv6, resnet20, vgg16, ...)",
+    )
     dataset: str = _field("mnist1d", "data set name (mnist1d, digits, modular, or a TFDS name)")
     levels: int = _field(10, "pruning levels after the dense level 0")
     seeds: int = _field(3, "independent seeds, trained together in one vmapped program")
@@ -81,9 +84,7 @@ class LotteryConfig:
             self.allocation in ("layerwise", "global"),
             f"allocation must be layerwise or global, got {self.allocation!r}",
         )
-        _check(
-            self.rewind_mode in REWIND_MODES, f"rewind mode must be one of {REWIND_MODES}"
-        )
+        _check(self.rewind_mode in REWIND_MODES, f"rewind mode must be one of {REWIND_MODES}")
         _check(
             0 <= self.rewind < self.steps,
             f"rewind must be an iteration in [0, steps={self.steps}), got {self.rewind}",

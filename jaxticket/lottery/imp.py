@@ -54,7 +54,9 @@ def run_lottery(
     """
     log = log or (lambda msg: None)
     exp = Experiment(config)
-    store = RunStore.open(out_dir, config.to_dict(), name=f"lottery-{config.model}-{config.dataset}")
+    store = RunStore.open(
+        out_dir, config.to_dict(), name=f"lottery-{config.model}-{config.dataset}"
+    )
     log(f"run directory: {store.run_dir}")
     levels = [0, 1] if config.one_shot else list(range(config.levels + 1))
     records: list[Record] = []
@@ -143,7 +145,7 @@ class Experiment:
         for j, (lvl, variant) in enumerate(names):
             sl = slice(j * c.seeds, (j + 1) * c.seeds)
             records += self._records(
-                lvl, variant, jax.tree.map(lambda x: x[sl], result.history), batch[j][2]
+                lvl, variant, jax.tree.map(lambda x, sl=sl: x[sl], result.history), batch[j][2]
             )
         # IMP continues from the ticket of the (last) level.
         last = per_mask_state[-1]
@@ -334,7 +336,10 @@ def _thin_to_counts(keys, random_mask, ticket_mask):
 def _shuffle_one(key, m):
     leaves, treedef = jax.tree.flatten(m)
     ks = jax.random.split(key, len(leaves))
-    shuffled = [jax.random.permutation(k, x.ravel()).reshape(x.shape) for k, x in zip(ks, leaves)]
+    shuffled = [
+        jax.random.permutation(k, x.ravel()).reshape(x.shape)
+        for k, x in zip(ks, leaves, strict=True)
+    ]
     return jax.tree.unflatten(treedef, shuffled)
 
 
@@ -343,7 +348,7 @@ def _thin_one(key, rm, tm):
     t_leaves = jax.tree.leaves(tm)
     ks = jax.random.split(key, len(r_leaves))
     out = []
-    for k, r, t in zip(ks, r_leaves, t_leaves):
+    for k, r, t in zip(ks, r_leaves, t_leaves, strict=True):
         scores = jax.random.uniform(k, r.shape)
         out.append(topk_mask([scores], [r], jnp.sum(t, dtype=jnp.int32))[0])
     return jax.tree.unflatten(treedef, out)
