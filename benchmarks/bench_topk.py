@@ -13,6 +13,7 @@ steadier measure of work.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import time
@@ -52,10 +53,10 @@ def main() -> None:
     elementwise = jax.jit(lambda p, m: jax.tree.map(lambda p, m: jnp.where(m, p, 0), p, m))
     select = jax.jit(topk_mask)
 
+    machine = f"{jax.devices()[0].platform}, {platform.machine()}, {os.cpu_count()} cpus"
     print(
-        f"jax {jax.__version__}, {jax.devices()[0].platform}, {platform.processor() or platform.machine()},"
-        f" {len(params)} leaves x {n:,} = {n * len(params):,} float32, {n_alive:,} alive,"
-        f" dist={args.dist}"
+        f"jax {jax.__version__}, {machine}, {len(params)} leaves x {n:,} ="
+        f" {n * len(params):,} float32, {n_alive:,} alive, dist={args.dist}"
     )
     for keep in args.keep:
         k = jnp.int32(round(keep * n_alive))
@@ -76,8 +77,8 @@ def main() -> None:
         w = {name: float(np.median(v)) for name, v in times.items()}
         c = {name: float(np.median(v)) for name, v in cpu.items()}
         print(
-            f"keep {keep:.0%}: elementwise {w['elementwise'] * 1e3:7.1f} ms | top-k {w['topk'] * 1e3:7.1f} ms"
-            f" | ratio {w['topk'] / w['elementwise']:.2f}x wall"
+            f"keep {keep:.0%}: elementwise {w['elementwise'] * 1e3:7.1f} ms"
+            f" | top-k {w['topk'] * 1e3:7.1f} ms | ratio {w['topk'] / w['elementwise']:.2f}x wall"
             f"  (cpu: {c['elementwise'] * 1e3:.0f} vs {c['topk'] * 1e3:.0f} ms,"
             f" {c['topk'] / c['elementwise']:.2f}x)"
         )

@@ -4,26 +4,25 @@
 broken by position in the concatenated flat order (array 0 flattened, then array 1, ...).
 
 How: the result is ``alive & (score >= x)`` plus, when several entries share the k-th
-score, the first few of them by position. So the work is a search for the k-th score
-``x``, keeping a bracket ``lo <= x < hi`` whose counts are exact:
+score, the first few of them by position. So the work is a search for the k-th score,
+keeping a bracket ``lo <= x < hi`` whose counts are exact:
 
-1. a strided sample of the scores gives the first guesses;
-2. each further guess is a safeguarded secant step (Illinois rule) on the exact counts;
-3. once at most ``_EXTRACT`` entries separate ``hi`` from rank ``k``, one pass takes the
-   largest alive score below ``hi`` in every row; the ``(k - count(hi))``-th largest of
-   those is the k-th score unless two of them share a row, and counting at it and at the
-   next float settles that either way;
-4. per-row counts at the two ends of the final bracket locate the tied entries, so the
-   positional tie break touches one row per array.
+1. one pass folds ``alive`` into a float copy of the scores (dead entries at -inf);
+2. a strided sample gives the first guesses, then safeguarded secant steps (Illinois
+   rule) on the exact counts narrow the bracket;
+3. once rank ``k`` is at most ``_EXTRACT`` entries below ``hi``, one pass takes the
+   largest score below ``hi`` in every row; those name the k-th score unless two share a
+   row, and counting at the named score (and just above it, for ties) settles it;
+4. per-row counts at the two ends of the final bracket locate tied entries, so the
+   positional tie break reads one row per array.
 
-Every pass over the weights is a reduction built from float ``max/min/sub/mul`` only:
-``min(max(s, xp), x) - xp`` is 0 below ``x`` and exactly one ulp at or above it (``xp``
-being the float just below ``x``), and sums of ulps are exact. XLA's CPU backend runs
-such reductions several times faster than compares or integer ops, and accelerators run
-them at memory speed. Counting that way is exact for ``|x| >= _SAFE``; for k-th scores
-inside the denormal range, or a search that runs out of passes, an integer-key path
-(bisection over the order-preserving 32-bit key) takes over. It is exact for any input,
-only slower.
+Each pass is a reduction built from float ``max/min/sub/mul`` only:
+``min(max(v, xp), x) - xp`` is 0 below ``x`` and exactly one ulp at or above it (``xp``
+is the float just below ``x``), and sums of ulps are exact. XLA's CPU backend runs such
+reductions several times faster than compares or integer ops; accelerators run them at
+memory speed. This counting is exact for ``|x| >= _SAFE``; when the k-th score is in the
+denormal range, or the search runs out of passes, an integer-key path (bisection over
+the order-preserving 32-bit key) takes over: exact for any input, only slower.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+_SORT_BELOW = 65536  # up to this many entries in all, a plain sort is faster to run and compile
 _SAMPLE = 65536  # sample size for the first guess; sorting it costs ~1/10 of a pass at 100M
 _MAX_PASSES = 12  # counting passes before the fast search hands over to the exact path
 _EXTRACT = 512  # extract once rank k is at most this far below the upper end of the bracket
@@ -73,6 +73,10 @@ def topk_mask(
 
       masks = topk_mask([w1_scores, w2_scores], [m1, m2], k=1000)
     """
+    return _topk_mask(scores, alive, k, _SORT_BELOW)
+
+
+def _topk_mask(scores, alive, k, sort_below):
     scores, alive = _check(scores, alive)
     out = [jnp.zeros(s.shape, bool) for s in scores]
     used = [i for i, s in enumerate(scores) if s.size]
@@ -80,12 +84,18 @@ def topk_mask(
         return out
     s_list = [scores[i].astype(jnp.float32) for i in used]
     a_list = [alive[i] for i in used]
+    if sum(s.size for s in s_list) <= sort_below:
+        for i, m in zip(used, _sorted_mask(s_list, a_list, k), strict=True):
+            out[i] = m
+        return out
     # One pass folds ``alive`` into the scores (dead -> -inf) so that every later pass
     # reads a single float array; clipping to [_LOWEST, _FMAX] keeps float counting exact.
     # It also lays the scores out as rows here, where reshaping is free: float reductions
     # over a reshape that splits the last axis would copy the array on every pass.
+    # Shorter rows for small inputs keep enough rows for the extraction step.
+    row = int(np.clip(sum(s.size for s in s_list) // 16384, 64, _ROW))
     v_list = [
-        _rows(jnp.where(a, jnp.clip(s, _LOWEST, _FMAX), -jnp.inf))
+        _rows(jnp.where(a, jnp.clip(s, _LOWEST, _FMAX), -jnp.inf), row)
         for s, a in zip(s_list, a_list, strict=True)
     ]
     n_alive, _ = _count_ge(v_list, jnp.float32(_LOWEST))
@@ -165,8 +175,10 @@ def _search(v_list, k, n_alive) -> _Bracket:
             extra = jnp.where(b.lo > _KEY_LO, b.c_lo - k, 0)
             extra = jnp.where(extra < need_top, extra, 0)
             n_above = jnp.sum(top > x_lo)
-            x = top[jnp.clip(need_top - 1 - extra, 0, jnp.maximum(n_above - 1, 0))]
-            return x, (_key(x) > b.lo) & (_key(x) < b.hi)
+            i = jnp.clip(need_top - 1 - extra, 0, jnp.maximum(n_above - 1, 0))
+            x = top[i]
+            real = i < jnp.sum(top > _LOWEST)  # fewer rows than need_top: no name for k
+            return x, real & (_key(x) > b.lo) & (_key(x) < b.hi)
 
         x, inside = from_top(b.top, b.need_top)
         # Many entries in the bracket but no sampled score strictly inside: they likely
@@ -306,6 +318,25 @@ def _fast_mask(s_list, a_list, v_list, k, b, no_ties):
     return masks
 
 
+def _sorted_mask(s_list, a_list, k):
+    """Small inputs: a stable sort by descending key (dead entries get the lowest key)."""
+    keys = jnp.concatenate(
+        [
+            jnp.where(a, _key(s), jnp.uint32(0)).reshape(-1)
+            for s, a in zip(s_list, a_list, strict=True)
+        ]
+    )
+    k = jnp.clip(jnp.asarray(k, jnp.int32), 0, jnp.sum(keys > 0, dtype=jnp.int32))
+    index = jnp.arange(keys.size, dtype=jnp.int32)
+    _, order = lax.sort((~keys, index), num_keys=1, is_stable=True)
+    keep = jnp.zeros(keys.size, bool).at[order].set(index < k)
+    masks, start = [], 0
+    for s in s_list:
+        masks.append(keep[start : start + s.size].reshape(s.shape))
+        start += s.size
+    return masks
+
+
 def _exact_mask(s_list, a_list, k, lo, hi, c_hi):
     """Integer-key top-k: bisect the k-th key in ``[lo, hi)``, then cut ties by position."""
     keys = [jnp.where(a, _key(s), jnp.uint32(0)) for s, a in zip(s_list, a_list, strict=True)]
@@ -365,10 +396,10 @@ def _off_denormal(x, x_hi):
     return jnp.where(jnp.abs(x) < _SAFE, jnp.where(x_hi > _SAFE, _SAFE, -_SAFE), x)
 
 
-def _rows(x):
-    """2-D view with rows of at most ``_ROW`` entries."""
+def _rows(x, row=_ROW):
+    """2-D view with rows of at most ``row`` entries."""
     n = x.size
-    c = max(d for d in range(1, min(n, _ROW) + 1) if n % d == 0)
+    c = max(d for d in range(1, min(n, row) + 1) if n % d == 0)
     return x.reshape(n // c, c)
 
 
