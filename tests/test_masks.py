@@ -125,7 +125,6 @@ def test_dense_mask_predicate_gets_path_and_leaf():
         ({"include": ["l*"], "exclude": "l2/*"}, ["l1/kernel"]),
         ({"include": "*kernel", "exclude": "*/bias"}, ["l1/kernel", "l2/kernel", "output/kernel"]),
         ({"include": "*", "prunable": lambda p, x: True}, None),  # everything, biases too
-        ({"exclude": "nothing/matches"}, ["l1/kernel", "l2/kernel", "output/kernel"]),
     ],
 )
 def test_dense_mask_include_exclude(kwargs, expected):
@@ -582,3 +581,10 @@ def test_mask_roundtrip_per_container(container):
         )
         if m is not None
     )
+
+
+@pytest.mark.parametrize("kwargs", [{"exclude": "out/*"}, {"include": ["l1/*", "nothing/*"]}])
+def test_dense_mask_pattern_matching_no_leaf_is_an_error(kwargs):
+    params = {"l1": {"kernel": jnp.ones((2, 3))}, "output": {"kernel": jnp.ones((3, 2))}}
+    with pytest.raises(ValueError, match="matches no leaf path"):
+        jm.dense_mask(params, **kwargs)
