@@ -15,6 +15,7 @@ from jaxticket.lottery.config import LotteryConfig
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    _enable_compilation_cache()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:
@@ -184,6 +185,20 @@ def _layer_rates(text: str) -> tuple[tuple[str, float], ...]:
             raise argparse.ArgumentTypeError(f"expected PATTERN=SCALE, got {item!r}")
         out.append((pattern, float(scale)))
     return tuple(out)
+
+
+def _enable_compilation_cache() -> None:
+    # Compilation dominates short runs on CPU; a persistent cache makes a resumed or
+    # repeated command skip it. JAX_COMPILATION_CACHE_DIR overrides the location.
+    import os
+
+    import jax
+
+    default = os.path.join(os.path.expanduser("~"), ".cache", "jaxticket", "xla")
+    jax.config.update(
+        "jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR", default)
+    )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def _log(quiet: bool):
