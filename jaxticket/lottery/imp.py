@@ -34,6 +34,7 @@ from jaxticket.lottery.store import RunStore, flatten_tree, unflatten_into
 from jaxticket.masks import alive_by_leaf, dense_mask, density
 from jaxticket.pruning import magnitude_pruner, topk_mask
 from jaxticket.train import train_seeds
+from jaxticket.train.runner import init_seeds
 
 Record = dict[str, Any]
 _is_none = lambda x: x is None  # noqa: E731
@@ -83,9 +84,7 @@ class Experiment:
         self.config = c = config
         data = data_lib.load(c.dataset)
         self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
-        self.model = models_lib.get(
-            c.model, input_shape=self.data.input_shape, num_classes=self.data.num_classes
-        )
+        self.model = _model(c.model, tuple(self.data.input_shape), self.data.num_classes)
         base = jax.random.key(c.seed)
         seeds = jnp.arange(c.seeds)
         self.init_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, 0), s))(
@@ -100,7 +99,7 @@ class Experiment:
         self.template = params
         # One jitted batched init per run: a fresh jax.jit(jax.vmap(...)) at every call
         # would miss jit's cache and recompile at every level.
-        self.init_batch = jax.jit(jax.vmap(self.model.init))
+        self.init_batch = init_seeds(self.model)
 
     # -- one level -------------------------------------------------------------------
 
@@ -275,6 +274,13 @@ class Experiment:
             name: jax.tree.map(jnp.asarray, unflatten_into(t, flat, name))
             for name, t in templates.items()
         }
+
+
+@functools.lru_cache(maxsize=8)
+def _model(name: str, input_shape: tuple[int, ...], num_classes: int):
+    # One Model object per architecture, so the train programs cached on it (and on the
+    # optimizer) are reused by later runs in the same process instead of recompiled.
+    return models_lib.get(name, input_shape=input_shape, num_classes=num_classes)
 
 
 def make_optimizer(config: LotteryConfig, *, offset: int = 0, final: bool = False):

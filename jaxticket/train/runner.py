@@ -117,7 +117,7 @@ def train_seeds(
             f"{n} seeds cannot be spread evenly over a mesh of {mesh.devices.size} devices"
         )
     if params is None:
-        params, model_state = _init_fn(model)(init_keys)
+        params, model_state = init_seeds(model)(init_keys)
     else:
         _check_seed_axis("params", params, n)
         if model_state is None:
@@ -183,9 +183,12 @@ def seed_mesh(devices=None) -> Mesh:
 
 
 @functools.lru_cache(maxsize=32)
-def _init_fn(model):
-    # Cached per model: a fresh jax.jit(jax.vmap(...)) wrapper would retrace and recompile
-    # the initializer on every call (seconds each on CPU).
+def init_seeds(model):
+    """``keys -> (params, model_state)`` stacked over seeds: the model's jitted, vmapped init.
+
+    Cached per model: a fresh ``jax.jit(jax.vmap(...))`` wrapper would retrace and
+    recompile the initializer on every call (seconds each on CPU).
+    """
     return jax.jit(jax.vmap(model.init))
 
 
