@@ -180,7 +180,7 @@ def test_snapshot_equals_run_stopped_there(single):
     chex.assert_trees_all_equal(stopped.params, snap_params)
     chex.assert_trees_all_equal(stopped.model_state, snap_state)
     # Snapshot 0 is the initialization, untouched.
-    init_params, _ = runner._init_fn(MODEL)(INIT_KEYS[:1])
+    init_params, _ = runner.init_seeds(MODEL)(INIT_KEYS[:1])
     chex.assert_trees_all_equal(single[0].snapshots[0][0], init_params)
 
 
@@ -289,7 +289,7 @@ BN_MODEL = from_nnx(BatchNormMLP, input_shape=(8,), num_classes=3, name="bn_mlp"
 
 def test_batchnorm_state_is_per_seed_and_updated():
     keys = INIT_KEYS[:2]
-    _, init_state = runner._init_fn(BN_MODEL)(keys)
+    _, init_state = runner.init_seeds(BN_MODEL)(keys)
     assert set(init_state["norm"]) == {"mean", "var"}
     res = train_seeds(
         BN_MODEL, DATA, OPT, init_keys=keys, data_keys=DATA_KEYS[:2], steps=3, batch_size=16
@@ -304,7 +304,7 @@ def test_batchnorm_state_is_per_seed_and_updated():
     assert np.all(np.isfinite(res.history["test_loss"]))
 
     # Params without their BatchNorm state are refused before compiling.
-    params, _ = runner._init_fn(BN_MODEL)(keys)
+    params, _ = runner.init_seeds(BN_MODEL)(keys)
     with pytest.raises(ValueError, match="non-trainable state.*norm/mean.*pass model_state"):
         train_seeds(
             BN_MODEL,
@@ -351,7 +351,7 @@ def no_compiling(monkeypatch):
         raise AssertionError("compiled although the input is invalid")
 
     monkeypatch.setattr(runner, "compiled_train_fn", fail)
-    monkeypatch.setattr(runner, "_init_fn", fail)
+    monkeypatch.setattr(runner, "init_seeds", fail)
 
 
 def test_input_shape_mismatch_reported_before_compiling(no_compiling):
