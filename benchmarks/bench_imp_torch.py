@@ -8,12 +8,15 @@ magnitude, per layer, and rewinds the survivors (and biases) to their initial va
 and validation loss/accuracy every ``--eval-every`` steps and at step 0; one seed, no
 controls. Each level's weights and the results so far are written to disk.
 
-- ``jaxticket``: ``run_lottery(LotteryConfig(...), out_dir=<fresh tmp dir>)``: every level
-  is one jitted ``lax.scan`` program; levels 1.. share one compiled program; orbax
-  checkpoints and results.json/csv per level. Its time includes compilation (a fresh
-  ``Experiment`` builds fresh functions, so every run compiles again, as a new process
-  would); the script also subtracts the compile time (the union of JAX's trace, lowering
-  and backend-compile spans from ``jax.monitoring``) and the run store's I/O.
+- ``jaxticket cold``: ``run_lottery(LotteryConfig(...), out_dir=<fresh tmp dir>)`` after
+  ``jax.clear_caches()``, so that every program is traced and compiled again, as in a new
+  process (imports and data generation excluded): the end-to-end figure. Every level is
+  one jitted ``lax.scan`` program, levels 1.. share one; orbax checkpoints and
+  results.json/csv per level. The script also reports it less its compile time (the time
+  spent inside JAX's trace, lowering and backend-compile phases, from ``jax.monitoring``)
+  and less the run store's I/O.
+- ``jaxticket warm``: the same, reusing the programs compiled by earlier runs in this
+  process (a second experiment of the same shape in one session or notebook).
 - ``torch (k thr)``: a Python loop with ``torch.nn.utils.prune.l1_unstructured`` per layer
   (20%, output 10%), rewinding by copying the initial weights into ``weight_orig``, a new
   ``torch.optim.Adam`` per level, ``torch.save`` of the state dict and a results.json per
@@ -21,7 +24,7 @@ controls. Each level's weights and the results so far are written to disk.
 
 Data generation is done once, before timing, for both. After a warm-up run of each
 variant, ``--reps`` rounds are timed with the order rotating; medians are reported, and
-the ratio is the median over rounds of torch time / jaxticket time.
+ratios are medians over rounds of torch time / jaxticket time in the same round.
 
 Usage::
 
@@ -37,10 +40,12 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
@@ -109,13 +114,19 @@ def main(argv: list[str] | None = None) -> None:
     runs = iter(range(10**6))
     last: dict[str, list] = {}
 
-    def jaxticket_run():
+    def jaxticket_run(cold: bool):
+        name = "jaxticket cold" if cold else "jaxticket warm"
         out = Path(tmp.name) / f"jax{next(runs)}"
-        with probe:
+        if cold:
+            jax.clear_caches()
+        with probe.measure(name):
             _, records = run_lottery(config, out_dir=str(out))
         last["jaxticket"] = records
 
-    variants = {"jaxticket": jaxticket_run}
+    variants = {
+        "jaxticket cold": lambda: jaxticket_run(cold=True),
+        "jaxticket warm": lambda: jaxticket_run(cold=False),
+    }
     if torch is not None:
         for k in [int(t) for t in args.threads.split(",")]:
 
@@ -125,13 +136,7 @@ def main(argv: list[str] | None = None) -> None:
 
             variants[f"torch ({k} thr)"] = torch_run
 
-    warm_wall, warm_cpu = time_interleaved(variants, 1)  # warm-up: imports, caches, allocator
-    first = (
-        warm_wall["jaxticket"][0],
-        warm_cpu["jaxticket"][0],
-        probe.compile_s[0],
-        probe.compile_cpu_s[0],
-    )
+    time_interleaved(variants, 1)  # warm-up: imports, allocator, first compilations
     probe.reset()
     print(load_line("start"))
     times, cpu = time_interleaved(variants, args.reps)
@@ -146,50 +151,52 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {name}: {cells}")
 
     med = statistics.median
-    excl = [t - c for t, c in zip(times["jaxticket"], probe.compile_s, strict=True)]
-    excl_io = [t - s for t, s in zip(excl, probe.store_s, strict=True)]
-    cpu_excl = [t - c for t, c in zip(cpu["jaxticket"], probe.compile_cpu_s, strict=True)]
-    print(
-        f"\njaxticket's first run in this process (warm-up, not in the table): "
-        f"{first[0]:.2f} s wall, {first[1]:.2f} s CPU, of which compile {first[2]:.2f} s wall, "
-        f"{first[3]:.2f} s CPU (it also compiles the pruner and small helpers, whose compiled "
-        "programs later runs reuse)"
+    cold, warm = "jaxticket cold", "jaxticket warm"
+    rows = {cold: (times[cold], cpu[cold]), warm: (times[warm], cpu[warm])}
+    rows["jaxticket cold excl. compile"] = (
+        [t - c for t, c in zip(times[cold], probe.compile_s[cold], strict=True)],
+        [t - c for t, c in zip(cpu[cold], probe.compile_cpu_s[cold], strict=True)],
     )
-    print(
-        f"jaxticket per timed run (medians): compile {med(probe.compile_s):.2f} s wall, "
-        f"{med(probe.compile_cpu_s):.2f} s CPU; run-store I/O {med(probe.store_s):.2f} s\n"
+    excl = rows["jaxticket cold excl. compile"][0]
+    rows["jaxticket cold excl. compile, store I/O"] = (
+        [t - s for t, s in zip(excl, probe.store_s[cold], strict=True)],
+        None,
     )
-    print("| variant | median wall s | median CPU s | variant / jaxticket (paired, wall) |")
-    print("|---|---|---|---|")
-    print(
-        f"| jaxticket (incl. compile) | {med(times['jaxticket']):.2f} "
-        f"| {med(cpu['jaxticket']):.2f} | 1.00 |"
-    )
-    print(f"| jaxticket excl. compile | {med(excl):.2f} | {med(cpu_excl):.2f} | – |")
-    print(f"| jaxticket excl. compile and store I/O | {med(excl_io):.2f} | – | – |")
-    for name in variants:
-        if name == "jaxticket":
-            continue
-        t = times[name]
+    print()
+    for name in (cold, warm):
         print(
-            f"| {name} | {med(t):.2f} | {med(cpu[name]):.2f} "
-            f"| {paired_ratio(t, times['jaxticket']):.2f} (excl. compile "
-            f"{paired_ratio(t, excl):.2f}, excl. compile+I/O {paired_ratio(t, excl_io):.2f}; "
-            f"CPU s: {paired_ratio(cpu[name], cpu['jaxticket']):.2f}, excl. compile "
-            f"{paired_ratio(cpu[name], cpu_excl):.2f}) |"
+            f"{name} per run (medians): compile {med(probe.compile_s[name]):.2f} s wall, "
+            f"{med(probe.compile_cpu_s[name]):.2f} s CPU; run-store I/O "
+            f"{med(probe.store_s[name]):.2f} s"
         )
+    print()
+    torches = [v for v in variants if v.startswith("torch")]
+    header = "".join(f" {t} / this (wall, CPU) |" for t in torches)
+    print(f"| variant | median wall s | median CPU s |{header}")
+    print("|---|---|---|" + "---|" * len(torches))
+    for name, (wall, cpu_s) in rows.items():
+        cells = "".join(
+            f" {paired_ratio(times[t], wall):.2f}, "
+            + (f"{paired_ratio(cpu[t], cpu_s):.2f} |" if cpu_s else "– |")
+            for t in torches
+        )
+        cpu_med = f"{med(cpu_s):.2f}" if cpu_s else "–"
+        print(f"| {name} | {med(wall):.2f} | {cpu_med} |{cells}")
+    for t in torches:
+        print(f"| {t} | {med(times[t]):.2f} | {med(cpu[t]):.2f} |" + " – |" * len(torches))
     print()
     print(load_line("end"))
 
 
 class Probe:
-    """Per run: JAX compile time (wall and process CPU seconds spent inside JAX's trace,
-    lowering and backend-compile phases, nested phases counted once) and run-store I/O."""
+    """Per labelled run: JAX compile time (wall and process CPU seconds spent inside JAX's
+    trace, lowering and backend-compile phases, nested phases counted once) and run-store
+    I/O (``RunStore.save_level`` and ``write_results``)."""
 
     def __init__(self):
-        self.compile_s: list[float] = []
-        self.compile_cpu_s: list[float] = []
-        self.store_s: list[float] = []
+        self.compile_s: dict[str, list[float]] = defaultdict(list)
+        self.compile_cpu_s: dict[str, list[float]] = defaultdict(list)
+        self.store_s: dict[str, list[float]] = defaultdict(list)
         self._active = False
         # JAX reports each phase's start as a scalar event and its end as a time span.
         jax.monitoring.register_scalar_listener(self._on_start)
@@ -199,20 +206,20 @@ class Probe:
             setattr(store_lib.RunStore, method, self._timed(original))
 
     def reset(self):
-        self.compile_s.clear()
-        self.compile_cpu_s.clear()
-        self.store_s.clear()
+        for d in (self.compile_s, self.compile_cpu_s, self.store_s):
+            d.clear()
 
-    def __enter__(self):
+    @contextlib.contextmanager
+    def measure(self, label: str):
         self._depth, self._wall, self._cpu, self._io = 0, 0.0, 0.0, 0.0
         self._active = True
-        return self
-
-    def __exit__(self, *exc):
-        self._active = False
-        self.compile_s.append(self._wall)
-        self.compile_cpu_s.append(self._cpu)
-        self.store_s.append(self._io)
+        try:
+            yield self
+        finally:
+            self._active = False
+            self.compile_s[label].append(self._wall)
+            self.compile_cpu_s[label].append(self._cpu)
+            self.store_s[label].append(self._io)
 
     def _on_start(self, event, value, **kwargs):
         if self._active and event in COMPILE_EVENTS:
