@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _enable_compilation_cache()
+    _use_cpu_cores(getattr(args, "cpu_devices", None))
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:
@@ -60,15 +61,17 @@ def _train(args) -> int:
 
     from jaxticket import data as data_lib
     from jaxticket import models
-    from jaxticket.train import train_seeds
+    from jaxticket.train import seed_mesh, train_seeds
 
     data = data_lib.load(args.dataset)
     model = models.get(args.model, input_shape=data.input_shape, num_classes=data.num_classes)
     keys = jax.random.split(jax.random.key(args.seed), args.seeds)
+    devices = jax.devices()[: args.seeds]
     result = train_seeds(
         model,
         data,
         optax.adam(args.learning_rate),
+        mesh=seed_mesh(devices) if len(devices) > 1 else None,
         init_keys=keys,
         data_keys=jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
         steps=args.steps,
@@ -106,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_field(lot, f)
     lot.add_argument("--out", default="runs", help="folder holding run directories")
     lot.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    _add_cpu_devices(lot)
     lot.set_defaults(func=_lottery)
 
     rep = sub.add_parser("report", help="print the results table of a finished run")
@@ -130,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--seeds", type=_positive_int, default=3, help="seeds trained together")
     tr.add_argument("--seed", type=int, default=0, help="base seed")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_cpu_devices(tr)
     tr.set_defaults(func=_train)
     return parser
 
@@ -199,6 +204,32 @@ def _enable_compilation_cache() -> None:
         "jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR", default)
     )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cpu-devices",
+        type=_positive_int,
+        default=None,
+        help="JAX CPU devices to split this machine into (default: one per core); seeds "
+        "are spread over them and train in parallel. Ignored on accelerators",
+    )
+
+
+def _use_cpu_cores(count: int | None) -> None:
+    # On a CPU-only machine JAX has one device, and a small network's training step keeps
+    # about one core busy. One device per core lets the seeds of a level train in parallel
+    # (about 1.8x on 2 cores). An explicit XLA device-count flag wins.
+    import os
+
+    import jax
+
+    if count is None and "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", count or os.cpu_count() or 1)
+    except RuntimeError:
+        pass  # JAX already started in this process (main() called from Python): keep it.
 
 
 def _log(quiet: bool):

@@ -27,14 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxticket import _random
 from jaxticket import data as data_lib
 from jaxticket import models as models_lib
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.store import RunStore, flatten_tree, unflatten_into
-from jaxticket.masks import alive_by_leaf, dense_mask, density
+from jaxticket.masks import dense_mask
 from jaxticket.pruning import magnitude_pruner, topk_mask
 from jaxticket.train import train_seeds
-from jaxticket.train.runner import init_seeds
+from jaxticket.train.runner import init_seeds, seed_mesh
 
 Record = dict[str, Any]
 _is_none = lambda x: x is None  # noqa: E731
@@ -46,15 +47,25 @@ def run_lottery(
     out_dir: str = "runs",
     show_progress: bool = False,
     log=None,
+    devices=None,
 ) -> tuple[RunStore, list[Record]]:
     """Runs (or resumes) the lottery experiment ``config`` under ``out_dir``.
+
+    Args:
+      devices: the devices the seeds (and variants) of a level are spread over; default:
+        all devices of JAX's default backend. One device trains everything in one
+        vmapped program; with several, each holds a share of the seeds (a CPU-only
+        machine has one device unless ``jax_num_cpu_devices`` is set before JAX starts,
+        as the ``jaxticket`` command does: one device per core). Results agree across
+        device counts up to float rounding; with a fixed device count they are bitwise
+        reproducible.
 
     Returns:
       The run's store (its ``run_dir`` holds config, checkpoints, results.json/csv) and
       the records, one per (level, variant, seed); see ``jaxticket.lottery.report``.
     """
     log = log or (lambda msg: None)
-    exp = Experiment(config)
+    exp = Experiment(config, devices=devices)
     store = RunStore.open(
         out_dir, config.to_dict(), name=f"lottery-{config.model}-{config.dataset}"
     )
@@ -80,8 +91,9 @@ def run_lottery(
 class Experiment:
     """The pieces one lottery run is made of: data, model, optimizers, pruners, keys."""
 
-    def __init__(self, config: LotteryConfig):
+    def __init__(self, config: LotteryConfig, devices=None):
         self.config = c = config
+        self.devices = tuple(jax.devices() if devices is None else devices)
         data = data_lib.load(c.dataset)
         self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
         self.model = _model(c.model, tuple(self.data.input_shape), self.data.num_classes)
@@ -124,16 +136,11 @@ class Experiment:
         model_state = _concat([b[1] for b in batch])
         mask = _concat([b[2] for b in batch])
         data_keys = jnp.concatenate([self.data_keys] * len(batch))
-        result = train_seeds(
-            self.model,
-            self.data,
+        result = self._train(
             self._optimizer(offset=k, final=c.rewind_mode == "finetune"),
-            init_keys=data_keys,
-            data_keys=data_keys,
+            data_keys,
             steps=c.steps - k,
             start_step=k,
-            batch_size=c.batch_size,
-            eval_every=c.eval_every,
             params=params,
             model_state=model_state,
             mask=mask,
@@ -161,16 +168,11 @@ class Experiment:
 
     def _dense(self, show_progress: bool):
         c = self.config
-        params, model_state = self.init_batch(self.init_keys)
-        result = train_seeds(
-            self.model,
-            self.data,
+        params, model_state = jax.device_get(self.init_batch(self.init_keys))
+        result = self._train(
             self._optimizer(),
-            init_keys=self.init_keys,
-            data_keys=self.data_keys,
+            self.data_keys,
             steps=c.steps,
-            batch_size=c.batch_size,
-            eval_every=c.eval_every,
             params=params,
             model_state=model_state,
             snapshot_steps=(c.rewind,),
@@ -190,6 +192,28 @@ class Experiment:
         }
         return state, self._records(0, "ticket", result.history, mask)
 
+    def _train(self, optimizer, data_keys, **kwargs):
+        """Trains the stacked runs (params given), spread over ``self.devices``; the
+        result comes back to the host as NumPy arrays."""
+        n = data_keys.shape[0]
+        devices = self.devices[: min(n, len(self.devices))]
+        mesh = seed_mesh(devices) if len(devices) > 1 else None
+        c = self.config
+        result = train_seeds(
+            self.model,
+            self.data,
+            optimizer,
+            init_keys=data_keys,
+            data_keys=data_keys,
+            batch_size=c.batch_size,
+            eval_every=c.eval_every,
+            mesh=mesh,
+            **kwargs,
+        )
+        # Level state lives on the host: it is checkpointed anyway, and slicing or
+        # stacking it there costs no compilation (each eager JAX op compiles per shape).
+        return jax.device_get(result)
+
     def _starts(self, prev: dict, mask, level: int) -> dict[str, tuple]:
         """(params, model_state, mask) per variant, each stacked over seeds."""
         c = self.config
@@ -201,7 +225,7 @@ class Experiment:
         key = jax.random.fold_in(self.control_key, level)
         keys = jax.random.split(key, 3 * c.seeds).reshape(3, c.seeds)
         if "reinit" in c.controls:
-            fresh, fresh_state = self.init_batch(keys[0])
+            fresh, fresh_state = jax.device_get(self.init_batch(keys[0]))
             starts["reinit"] = (fresh, fresh_state, mask)
         if "random_prune" in c.controls:
             rand = _thin_to_counts(keys[1], prev["random_mask"], mask)
@@ -213,11 +237,12 @@ class Experiment:
     # -- pruning -----------------------------------------------------------------------
 
     def _prune_step(self, trained, mask):
-        return _jit_prune(self.pruner, "fraction")(trained, mask, self.config.prune_fraction)
+        prune = _jit_prune(self.pruner, "fraction")
+        return jax.device_get(prune(trained, mask, self.config.prune_fraction))
 
     def _prune_to(self, prev, sparsity: float):
         dense = _stack_seeds(dense_mask(self.template), self.config.seeds)
-        return _jit_prune(self.pruner, "sparsity")(prev["trained"], dense, sparsity)
+        return jax.device_get(_jit_prune(self.pruner, "sparsity")(prev["trained"], dense, sparsity))
 
     # -- optimizer -----------------------------------------------------------------------
 
@@ -228,9 +253,10 @@ class Experiment:
 
     def _records(self, level: int, variant: str, history, mask) -> list[Record]:
         hist = {k: np.asarray(v) for k, v in history.items()}
-        alive = {p: np.asarray(a) for p, a in jax.vmap(alive_by_leaf)(mask).items()}
-        sizes = {p: int(np.prod(x.shape[1:])) for p, x in flatten_tree(mask).items()}
-        remaining = np.asarray(jax.vmap(density)(mask))
+        flat = {p: np.asarray(x) for p, x in flatten_tree(mask).items()}
+        alive = {p: x.reshape(x.shape[0], -1).sum(1) for p, x in flat.items()}
+        sizes = {p: int(np.prod(x.shape[1:])) for p, x in flat.items()}
+        remaining = sum(alive.values()) / sum(sizes.values())
         out = []
         for s in range(self.config.seeds):
             h = {k: v[s].tolist() for k, v in hist.items()}
@@ -271,7 +297,7 @@ class Experiment:
             "random_mask": mask,
         }
         return {
-            name: jax.tree.map(jnp.asarray, unflatten_into(t, flat, name))
+            name: jax.tree.map(np.asarray, unflatten_into(t, flat, name))
             for name, t in templates.items()
         }
 
@@ -316,23 +342,23 @@ def _jit_prune(pruner, kind: str):
 
 
 def _stack_seeds(tree, n: int):
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), tree)
+    return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n, *np.shape(x))), tree)
 
 
 def _concat(trees):
     return jax.tree.map(
-        lambda *xs: None if xs[0] is None else jnp.concatenate(xs), *trees, is_leaf=_is_none
+        lambda *xs: None if xs[0] is None else np.concatenate(xs), *trees, is_leaf=_is_none
     )
 
 
 def _shuffle(keys, mask):
     """Each seed's mask permuted within every layer (same per-layer counts)."""
-    return _shuffle_seeds(keys, mask)
+    return jax.device_get(_shuffle_seeds(keys, mask))
 
 
 def _thin_to_counts(keys, random_mask, ticket_mask):
     """Random pruning: thin ``random_mask`` at random to ``ticket_mask``'s per-layer counts."""
-    return _thin_seeds(keys, random_mask, ticket_mask)
+    return jax.device_get(_thin_seeds(keys, random_mask, ticket_mask))
 
 
 # The per-seed kernels are jitted once at module level (a closure jitted per call would
@@ -355,7 +381,7 @@ def _thin_one(key, rm, tm):
     ks = jax.random.split(key, len(r_leaves))
     out = []
     for k, r, t in zip(ks, r_leaves, t_leaves, strict=True):
-        scores = jax.random.uniform(k, r.shape)
+        scores = _random.uniform(k, r.shape, jnp.float32)
         out.append(topk_mask([scores], [r], jnp.sum(t, dtype=jnp.int32))[0])
     return jax.tree.unflatten(treedef, out)
 

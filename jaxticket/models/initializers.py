@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxticket import _random
+
 Initializer = Callable[..., jax.Array]
 
 SCHEMES = ("glorot_normal", "glorot_uniform", "kaiming_normal", "torch")
@@ -98,22 +100,49 @@ def check_scheme(init: str, model: str) -> None:
 
 
 def _scheme(init: str, *, fan_in: int) -> tuple[Initializer, Initializer]:
-    inits = jax.nn.initializers
     if init == "glorot_normal":
-        return inits.glorot_normal(), inits.zeros
+        return variance_scaling(1.0, "fan_avg", "truncated_normal"), jax.nn.initializers.zeros
     if init == "glorot_uniform":
-        return inits.glorot_uniform(), inits.zeros
+        return variance_scaling(1.0, "fan_avg", "uniform"), jax.nn.initializers.zeros
     if init == "kaiming_normal":
-        return inits.he_normal(), inits.zeros
+        return variance_scaling(2.0, "fan_in", "truncated_normal"), jax.nn.initializers.zeros
     if init == "torch":
         # kaiming_uniform(a=sqrt(5)) reduces to U(±1/sqrt(fan_in)), i.e. Var = 1/(3 fan_in).
-        return inits.variance_scaling(1.0 / 3.0, "fan_in", "uniform"), _uniform(fan_in**-0.5)
+        return variance_scaling(1.0 / 3.0, "fan_in", "uniform"), _uniform(fan_in**-0.5)
     check_scheme(init, "?")
     raise AssertionError("unreachable")
 
 
+def variance_scaling(scale: float, mode: str, distribution: str) -> Initializer:
+    """``jax.nn.initializers.variance_scaling`` (default axes: fan-in on axis -2, fan-out
+    on -1, the rest receptive field), bit for bit, drawn flat: a kernel with a short last
+    axis compiles several times faster (see ``jaxticket._random``)."""
+    if mode not in ("fan_in", "fan_avg") or distribution not in ("truncated_normal", "uniform"):
+        raise ValueError(f"unsupported variance scaling {mode!r}, {distribution!r}")
+
+    def init(key, shape, dtype=jnp.float32):
+        shape = tuple(shape)
+        fan_in, fan_out = _fans(shape)
+        denominator = fan_in if mode == "fan_in" else (fan_in + fan_out) / 2
+        variance = jnp.array(scale / denominator, dtype=dtype)
+        if distribution == "truncated_normal":
+            # 0.8796... is the standard deviation of a standard normal truncated to (-2, 2).
+            std = jnp.sqrt(variance) / jnp.array(0.87962566103423978, dtype)
+            return _random.truncated_normal(key, -2, 2, shape, dtype) * std
+        return _random.uniform(key, shape, dtype, -1) * jnp.sqrt(3 * variance)
+
+    return init
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[float, float]:
+    if len(shape) < 2:
+        raise ValueError(f"variance scaling needs a kernel of rank >= 2, got shape {shape}")
+    receptive_field = math.prod(shape) / shape[-2] / shape[-1]
+    return shape[-2] * receptive_field, shape[-1] * receptive_field
+
+
 def _uniform(bound: float) -> Initializer:
     def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
+        return _random.uniform(key, tuple(shape), dtype, -bound, bound)
 
     return init

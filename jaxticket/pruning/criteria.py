@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxticket import _random
 from jaxticket._paths import check_patterns_exist, leaves_with_paths, map_with_path_str, matches
 from jaxticket.masks import apply_mask
 
@@ -56,7 +57,7 @@ def random(params: Params, *, key: jax.Array | None = None, **_: Any) -> Scores:
         return params
     keys = jax.random.split(key, len(leaves))
     scores = [
-        jax.random.uniform(k, jnp.shape(w), _float(w)) for k, w in zip(keys, leaves, strict=True)
+        _random.uniform(k, jnp.shape(w), _float(w)) for k, w in zip(keys, leaves, strict=True)
     ]
     return jax.tree.unflatten(treedef, scores)
 

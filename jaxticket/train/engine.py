@@ -1,7 +1,8 @@
 """A whole training run as one jitted program.
 
 ``make_train_fn`` returns a pure function that trains from given variables: epochs of
-minibatches shuffled by ``jax.random`` (the data-order key is separate from the init key),
+minibatches in a keyed random order (``jaxticket.train.order``: each step computes its
+batch's indices, nothing is sorted; the data-order key is separate from the init key),
 an optax optimizer wrapped so pruned weights stay exactly zero, evaluation on the test
 (and validation) split every ``eval_every`` steps, and parameter snapshots at the
 requested steps (rewind points). Steps run inside ``lax.scan``; nothing returns to Python
@@ -23,7 +24,7 @@ import optax
 
 from jaxticket.masks import apply_mask, validate_mask
 from jaxticket.optim import masked
-from jaxticket.train import timeline
+from jaxticket.train import order, timeline
 from jaxticket.train.evaluate import cross_entropy, evaluate
 
 
@@ -144,10 +145,10 @@ def make_train_fn(
                 out[f"{name}_accuracy"] = m["accuracy"]
             return out
 
-        def step_fn(state: TrainState, t, perms, first_epoch):
+        def step_fn(state: TrainState, t, keys, first_epoch):
             rel_epoch = t // per_epoch - first_epoch
             offset = (t % per_epoch) * batch_size
-            idx = jax.lax.dynamic_slice(perms[rel_epoch], (offset,), (batch_size,))
+            idx = order.permute(keys[rel_epoch], offset + jnp.arange(batch_size), n_train)
             x, y = data.x_train[idx], data.y_train[idx]
 
             def loss_fn(p):
@@ -169,12 +170,11 @@ def make_train_fn(
         n_epochs = max(seg.length for seg in segments) // per_epoch + 2
 
         def run_segment(state: TrainState, start, length):
-            # Only the epochs this segment touches are shuffled (O(length) memory).
+            # Round keys of the epochs this segment touches; each step computes its own
+            # batch's indices of the epoch's permutation (no sort, O(1) memory).
             first_epoch = start // per_epoch
-            perms = jax.vmap(
-                lambda e: jax.random.permutation(jax.random.fold_in(data_key, e), n_train)
-            )(first_epoch + jnp.arange(n_epochs))
-            body = lambda j, s: step_fn(s, start + j, perms, first_epoch)[0]
+            keys = order.epoch_keys(data_key, first_epoch + jnp.arange(n_epochs))
+            body = lambda j, s: step_fn(s, start + j, keys, first_epoch)[0]
             return jax.lax.fori_loop(0, length, body, state)
 
         def one(carry, seg):

@@ -104,18 +104,18 @@ def train_seeds(
       init_keys, data_keys: N keys each; init keys are used only when ``params`` is None.
       params, model_state: optional variables stacked over the N seeds.
       mask: one mask for all seeds, or stacked per seed when ``mask_per_seed``.
-      mesh: optional 1-D ``jax.sharding.Mesh`` whose axis spreads the seeds over devices
-        (N must be divisible by its size).
+      mesh: optional 1-D ``jax.sharding.Mesh`` whose axis spreads the seeds over devices.
+        When N is not a multiple of the mesh size, the last seed is repeated to fill the
+        mesh and the copies are dropped from the result (on devices that run in parallel,
+        this costs no wall time). On a CPU-only machine, one device per core
+        (``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` before JAX starts)
+        and ``mesh=seed_mesh()`` train seeds in parallel on all cores.
       Other arguments as in :func:`jaxticket.train.make_train_fn`.
     """
     check_compatible(model, data)
     n = init_keys.shape[0]
     if data_keys.shape[0] != n:
         raise ValueError(f"got {n} init keys but {data_keys.shape[0]} data keys")
-    if mesh is not None and n % mesh.devices.size:
-        raise ValueError(
-            f"{n} seeds cannot be spread evenly over a mesh of {mesh.devices.size} devices"
-        )
     if params is None:
         params, model_state = init_seeds(model)(init_keys)
     else:
@@ -137,10 +137,18 @@ def train_seeds(
     )
     order_keys, dropout_keys = _split_data_keys(data_keys)
     args = [params, model_state, mask, order_keys, dropout_keys]
+    per_seed = [True, True, mask_per_seed, True, True]
+    pad = 0 if mesh is None else -n % mesh.devices.size
+    if pad:  # one small program pads every input
+        padded = _pad_seeds([a for a, p in zip(args, per_seed, strict=True) if p], pad)
+        args = [padded.pop(0) if p else a for a, p in zip(args, per_seed, strict=True)]
     if mesh is not None:
-        args = [_shard(a, mesh) if (i != 2 or mask_per_seed) else a for i, a in enumerate(args)]
+        args = [_shard(a, mesh) if p else a for a, p in zip(args, per_seed, strict=True)]
     with progress_bar(start_step + steps, enabled=show_progress):
-        return fn(*args, data)
+        result = fn(*args, data)
+    if pad:  # n seeds cannot be split evenly: gather them on the mesh's first device
+        result = _take_seeds(jax.device_put(result, mesh.devices.flat[0]), n)
+    return result
 
 
 @functools.lru_cache(maxsize=32)
@@ -158,9 +166,8 @@ def compiled_train_fn(
     mesh: Mesh | None = None,
 ):
     """The jitted, seed-vmapped train function; cached so repeated runs (IMP levels,
-    controls) with the same configuration compile once. With a ``mesh`` every output is
-    split over its seed axis (left alone, XLA replicates outputs that do not depend on the
-    seed, such as the history's step numbers)."""
+    controls) with the same configuration compile once. With a ``mesh`` the seeds are
+    split over its (first) axis and every output stays split the same way."""
     fn = make_train_fn(
         model,
         optimizer,
@@ -171,9 +178,16 @@ def compiled_train_fn(
         start_step=start_step,
         progress=report_progress if progress else None,
     )
-    mask_axis = 0 if mask_per_seed else None
-    out_shardings = None if mesh is None else _seed_sharding(mesh)
-    return jax.jit(jax.vmap(fn, in_axes=(0, 0, mask_axis, 0, 0, None)), out_shardings=out_shardings)
+    batched = jax.vmap(fn, in_axes=(0, 0, 0 if mask_per_seed else None, 0, 0, None))
+    if mesh is None:
+        return jax.jit(batched)
+    # Each device trains its own block of seeds with no communication: shard_map, not
+    # sharding propagation, which would turn every reduction over the seed axis (a
+    # while-loop predicate under vmap, for one) into a cross-device all-reduce per step.
+    seeds, same = PartitionSpec(mesh.axis_names[0]), PartitionSpec()
+    in_specs = (seeds, seeds, seeds if mask_per_seed else same, seeds, seeds, same)
+    sharded = jax.shard_map(batched, mesh=mesh, in_specs=in_specs, out_specs=seeds, check_vma=False)
+    return jax.jit(sharded)
 
 
 def seed_mesh(devices=None) -> Mesh:
@@ -224,6 +238,18 @@ def _split_data_keys(data_keys: jax.Array) -> tuple[jax.Array, jax.Array]:
         jax.vmap(lambda k: jax.random.fold_in(k, 0))(data_keys),
         jax.vmap(lambda k: jax.random.fold_in(k, 1))(data_keys),
     )
+
+
+# Jitted over whole trees: eager slicing would compile a little program per leaf shape.
+@functools.partial(jax.jit, static_argnums=1)
+def _pad_seeds(tree, pad: int):
+    # Fill the mesh by repeating the last seed; its copies are dropped from the result.
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]), tree)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _take_seeds(tree, n: int):
+    return jax.tree.map(lambda x: x[:n], tree)
 
 
 def _add_axis(tree):
