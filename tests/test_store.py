@@ -226,3 +226,15 @@ def test_read_results_errors(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"config": {}}))
     with pytest.raises(ValueError, match="'records' list"):
         RunStore.read_results(tmp_path)
+
+
+def test_relative_root_round_trip(tmp_path, monkeypatch):
+    # The CLI's default --out is the relative "runs"; orbax needs absolute paths.
+    monkeypatch.chdir(tmp_path)
+    store = RunStore.open("runs", {"a": 1})
+    arrays, records = make_arrays(), make_records(0)
+    store.save_level(0, arrays, records)
+    loaded, got = RunStore.open("runs", {"a": 1}).load_level(0)
+    assert got == records
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(np.asarray(loaded[name]), value)

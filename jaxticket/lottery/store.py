@@ -267,7 +267,8 @@ class RunStore:
         # or another process never leave a stale step cache. Its background tmp-dir cleanup
         # stays off (it races the next manager); a save replaces its own step's tmp dir.
         opts = ocp.CheckpointManagerOptions(enable_async_checkpointing=False)
-        return ocp.CheckpointManager(self.run_dir / "checkpoints", options=opts)
+        # orbax needs an absolute path (NumPy leaves fail on a relative one).
+        return ocp.CheckpointManager((self.run_dir / "checkpoints").absolute(), options=opts)
 
     def _discard(self, manager: ocp.CheckpointManager, level: int, problem: str) -> None:
         warnings.warn(
