@@ -146,19 +146,11 @@ def torch_main(args) -> None:
     import jaxticket.data as data_lib
 
     torch.set_num_threads(args.torch_only)
-    nn, F = torch.nn, torch.nn.functional
+    nn = torch.nn
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True)
     data = data_lib.with_validation(data_lib.load("mnist1d"), 500, seed=0)
-    as_x = lambda a: torch.from_numpy(np.asarray(a).reshape(a.shape[0], -1).copy())
-    as_y = lambda a: torch.from_numpy(np.asarray(a).astype(np.int64))
-    x_train, y_train = as_x(data.x_train), as_y(data.y_train)
-    splits = {
-        "test": (as_x(data.x_test), as_y(data.y_test)),
-        "val": (as_x(data.x_val), as_y(data.y_val)),
-    }
-    n, batch = x_train.shape[0], 60
-    per_epoch = n // batch
+    x_train, y_train, splits = torch_data(torch, data)
     widths = (x_train.shape[1], 300, 100, data.num_classes)
     amounts = [0.2, 0.2, 0.1]  # 20% per level, the output layer at half rate
 
@@ -170,40 +162,6 @@ def torch_main(args) -> None:
             nn.init.zeros_(lin.bias)
         net = nn.Sequential(linears[0], nn.ReLU(), linears[1], nn.ReLU(), linears[2])
         return net, linears
-
-    def train(net, data_seed: int) -> dict:
-        opt = torch.optim.Adam(net.parameters(), lr=1.2e-3)
-        gen = torch.Generator().manual_seed(data_seed)
-        history = {k: [] for k in ("step", "train_loss", "test_loss", "test_accuracy",
-                                   "val_loss", "val_accuracy")}  # fmt: skip
-
-        def metrics(step, loss_sum, count):
-            history["step"].append(step)
-            history["train_loss"].append(loss_sum / max(count, 1))
-            with torch.no_grad():
-                for name, (x, y) in splits.items():
-                    logits = net(x)
-                    history[f"{name}_loss"].append(F.cross_entropy(logits, y).item())
-                    acc = (logits.argmax(-1) == y).float().mean().item()
-                    history[f"{name}_accuracy"].append(acc)
-
-        metrics(0, 0.0, 0)
-        loss_sum, count, perm = torch.zeros(()), 0, None
-        for t in range(args.steps):
-            within = t % per_epoch
-            if within == 0:
-                perm = torch.randperm(n, generator=gen)
-            idx = perm[within * batch : (within + 1) * batch]
-            loss = F.cross_entropy(net(x_train[idx]), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
-            count += 1
-            if (t + 1) % args.eval_every == 0 or t + 1 == args.steps:
-                metrics(t + 1, loss_sum.item(), count)
-                loss_sum, count = torch.zeros(()), 0
-        return history
 
     def rewind(linears, init):
         with torch.no_grad():
@@ -235,7 +193,16 @@ def torch_main(args) -> None:
                 runs["reinit"] = (fresh, f_lin)
                 runs["random_prune"] = (random_net, r_lin)
             for variant, (net, lins) in runs.items():
-                history = train(net, data_seed=1000 * seed + level)
+                history = torch_train(
+                    torch,
+                    net,
+                    (x_train, y_train, splits),
+                    steps=args.steps,
+                    batch=60,
+                    lr=1.2e-3,
+                    eval_every=args.eval_every,
+                    data_seed=1000 * seed + level,
+                )
                 alive = sum(
                     int(getattr(lin, "weight_mask", lin.weight).bool().sum()) for lin in lins
                 )
@@ -252,6 +219,57 @@ def torch_main(args) -> None:
                 )
                 torch.save(net.state_dict(), out_dir / f"s{seed}_l{level:02d}_{variant}.pt")
                 (out_dir / "results.json").write_text(json.dumps({"records": records}))
+
+
+def torch_data(torch, data):
+    """``(x_train, y_train, {"test": (x, y), "val": (x, y)})`` as flat float / int64 tensors."""
+    as_x = lambda a: torch.from_numpy(np.asarray(a).reshape(a.shape[0], -1).copy())  # noqa: E731
+    as_y = lambda a: torch.from_numpy(np.asarray(a).astype(np.int64))  # noqa: E731
+    splits = {
+        "test": (as_x(data.x_test), as_y(data.y_test)),
+        "val": (as_x(data.x_val), as_y(data.y_val)),
+    }
+    return as_x(data.x_train), as_y(data.y_train), splits
+
+
+def torch_train(torch, net, data, *, steps, batch, lr, eval_every, data_seed) -> dict:
+    """Adam training of ``net`` in PyTorch eager, reshuffling every epoch, with test and
+    validation loss/accuracy at step 0 and every ``eval_every`` steps; returns the history."""
+    F = torch.nn.functional
+    x_train, y_train, splits = data
+    n = x_train.shape[0]
+    per_epoch = n // batch
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(data_seed)
+    history = {k: [] for k in ("step", "train_loss", "test_loss", "test_accuracy",
+                               "val_loss", "val_accuracy")}  # fmt: skip
+
+    def metrics(step, loss_sum, count):
+        history["step"].append(step)
+        history["train_loss"].append(loss_sum / max(count, 1))
+        with torch.no_grad():
+            for name, (x, y) in splits.items():
+                logits = net(x)
+                history[f"{name}_loss"].append(F.cross_entropy(logits, y).item())
+                history[f"{name}_accuracy"].append((logits.argmax(-1) == y).float().mean().item())
+
+    metrics(0, 0.0, 0)
+    loss_sum, count, perm = torch.zeros(()), 0, None
+    for t in range(steps):
+        within = t % per_epoch
+        if within == 0:
+            perm = torch.randperm(n, generator=gen)
+        idx = perm[within * batch : (within + 1) * batch]
+        loss = F.cross_entropy(net(x_train[idx]), y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach()
+        count += 1
+        if (t + 1) % eval_every == 0 or t + 1 == steps:
+            metrics(t + 1, loss_sum.item(), count)
+            loss_sum, count = torch.zeros(()), 0
+    return history
 
 
 if __name__ == "__main__":

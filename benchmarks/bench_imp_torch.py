@@ -57,6 +57,7 @@ from bench_engine import (  # noqa: E402
     paired_ratio,
     time_interleaved,
 )
+from bench_imp_e2e import torch_data, torch_train  # noqa: E402
 
 import jaxticket.data as data_lib  # noqa: E402
 from jaxticket.lottery import store as store_lib  # noqa: E402
@@ -250,18 +251,10 @@ def torch_imp(torch, data, config: LotteryConfig, out_dir: Path, *, threads: int
     """The IMP experiment of ``config`` in PyTorch eager; returns per-level records."""
     from torch.nn.utils import prune  # not loaded by `import torch`
 
-    nn, F = torch.nn, torch.nn.functional
+    nn = torch.nn
     torch.set_num_threads(threads)
     out_dir.mkdir(parents=True)
-    as_x = lambda a: torch.from_numpy(np.asarray(a).reshape(a.shape[0], -1).copy())
-    as_y = lambda a: torch.from_numpy(np.asarray(a).astype(np.int64))
-    x_train, y_train = as_x(data.x_train), as_y(data.y_train)
-    splits = {
-        "test": (as_x(data.x_test), as_y(data.y_test)),
-        "val": (as_x(data.x_val), as_y(data.y_val)),
-    }
-    n, batch = x_train.shape[0], config.batch_size
-    per_epoch = n // batch
+    x_train, y_train, splits = torch_data(torch, data)
 
     torch.manual_seed(config.seed)
     widths = (x_train.shape[1], 300, 100, data.num_classes)
@@ -273,15 +266,6 @@ def torch_imp(torch, data, config: LotteryConfig, out_dir: Path, *, threads: int
     init = [(lin.weight.detach().clone(), lin.bias.detach().clone()) for lin in linears]
     scale = dict(config.layer_rates).get("output/*", 1.0)
     amounts = [config.prune_fraction] * (len(linears) - 1) + [config.prune_fraction * scale]
-
-    def metrics(step, loss_sum, loss_count, history):
-        history["step"].append(step)
-        history["train_loss"].append(loss_sum / max(loss_count, 1))
-        with torch.no_grad():
-            for name, (x, y) in splits.items():
-                logits = net(x)
-                history[f"{name}_loss"].append(F.cross_entropy(logits, y).item())
-                history[f"{name}_accuracy"].append((logits.argmax(-1) == y).float().mean().item())
 
     records = []
     for level in range(config.levels + 1):
@@ -295,27 +279,16 @@ def torch_imp(torch, data, config: LotteryConfig, out_dir: Path, *, threads: int
                 for lin, (w0, b0) in zip(linears, init, strict=True):
                     lin.weight_orig.copy_(w0)
                     lin.bias.copy_(b0)
-        opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-        gen = torch.Generator().manual_seed(config.seed + level)
-        history = {k: [] for k in ("step", "train_loss", "test_loss", "test_accuracy",
-                                   "val_loss", "val_accuracy")}  # fmt: skip
-        loss_sum, loss_count = torch.zeros(()), 0
-        metrics(0, 0.0, 0, history)
-        perm = None
-        for t in range(config.steps):
-            within = t % per_epoch
-            if within == 0:
-                perm = torch.randperm(n, generator=gen)
-            idx = perm[within * batch : (within + 1) * batch]
-            loss = F.cross_entropy(net(x_train[idx]), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
-            loss_count += 1
-            if (t + 1) % config.eval_every == 0 or t + 1 == config.steps:
-                metrics(t + 1, loss_sum.item(), loss_count, history)
-                loss_sum, loss_count = torch.zeros(()), 0
+        history = torch_train(
+            torch,
+            net,
+            (x_train, y_train, splits),
+            steps=config.steps,
+            batch=config.batch_size,
+            lr=config.learning_rate,
+            eval_every=config.eval_every,
+            data_seed=config.seed + level,
+        )
         records.append(level_record(level, linears, history))
         torch.save(net.state_dict(), out_dir / f"level_{level:02d}.pt")
         (out_dir / "results.json").write_text(json.dumps({"records": records}))
