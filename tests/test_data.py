@@ -44,7 +44,9 @@ def test_mnist1d_default_is_the_published_set():
 
 
 def test_mnist1d_generation_is_deterministic_side_effect_free_and_offline(tmp_path, monkeypatch):
-    generate = mnist1d_module._generate.__wrapped__  # bypass the cache: really regenerate
+    # Bypass both caches (process and disk): really regenerate.
+    monkeypatch.setenv("JAXTICKET_CACHE_DIR", "")
+    generate = mnist1d_module._generate.__wrapped__
     monkeypatch.chdir(tmp_path)
     random.seed(5)
     np.random.seed(5)
@@ -318,3 +320,25 @@ def test_tfds_unprepared_data_fails_fast_with_instructions(tmp_path, name):
     with pytest.raises(FileNotFoundError, match=f"tfds build {name} --file_format=array_record"):
         data.load(name, data_dir=tmp_path)
     assert os.listdir(tmp_path) == []  # nothing downloaded or written
+
+
+def test_mnist1d_disk_cache_round_trip_and_recovery(tmp_path, monkeypatch):
+    # A small set keeps generation quick; the cache must give back exactly the generated
+    # arrays, and a damaged file is regenerated and replaced.
+    from jaxticket.data import mnist1d
+
+    monkeypatch.setenv("JAXTICKET_CACHE_DIR", str(tmp_path))
+    fresh = mnist1d._cached_arrays(7, 100)
+    (path,) = (tmp_path / "data").iterdir()
+    assert path.name.startswith("mnist1d-") and path.name.endswith("-seed7-n100.npz")
+    cached = mnist1d._cached_arrays(7, 100)
+    for a, b in zip(fresh, cached, strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    path.write_bytes(path.read_bytes()[:50])  # truncated
+    again = mnist1d._cached_arrays(7, 100)
+    for a, b in zip(fresh, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert mnist1d._cached_arrays(7, 100)[0].shape == fresh[0].shape
+    monkeypatch.setenv("JAXTICKET_CACHE_DIR", "")
+    assert mnist1d._cache_path(7, 100) is None

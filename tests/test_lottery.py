@@ -384,3 +384,11 @@ def test_different_configs_get_different_run_dirs(main_run, out_dir):
     same = RunStore.open(out_dir, LotteryConfig.from_dict(MAIN.to_dict()).to_dict(),
                          name="lottery-lenet_300_100-mnist1d")  # fmt: skip
     assert same.run_dir == store.run_dir
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_finetuning_at_a_final_rate_of_zero_is_refused(schedule):
+    # Both schedules decay to 0, so fine-tuning at their final rate would not train.
+    with pytest.raises(ValueError, match="final rate, which is 0"):
+        LotteryConfig(rewind_mode="finetune", schedule=schedule)
+    LotteryConfig(rewind_mode="lr", schedule=schedule)  # LR rewinding is fine

@@ -95,6 +95,11 @@ class LotteryConfig:
             _check(0.0 < s < 1.0, f"one-shot sparsity must be in (0, 1), got {s}")
         _check(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}")
         _check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}")
+        _check(
+            not (self.rewind_mode == "finetune" and self.schedule != "constant"),
+            f"rewind mode finetune trains at the schedule's final rate, which is 0 for the "
+            f"{self.schedule!r} schedule (nothing would train); use --schedule constant",
+        )
         _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         _check(self.learning_rate > 0, f"learning rate must be > 0, got {self.learning_rate}")
