@@ -8,8 +8,9 @@ falls on all of them alike; medians of ``--reps`` repetitions after a warm-up (c
   jitted ``lax.scan`` over the whole run; compiled once and cached).
 - ``engine make_train_fn``: ``jax.jit(make_train_fn(...))`` without the seed axis.
 - ``python loop``: a Python ``for`` loop over a jitted step (donated buffers) with the same
-  model, optimizer, loss and batch sampling (the same per-epoch ``jax.random`` permutations,
-  so its final weights match the engine's; the script prints the difference).
+  model, optimizer, loss and batch sampling (the same keyed per-epoch order,
+  ``jaxticket.train.order``, so its final weights match the engine's; the script prints the
+  difference).
 - ``torch eager (k thr)``: the same MLP (weights copied from the JAX init) with
   ``torch.optim.Adam``, ``torch.randperm`` batches and ``torch.set_num_threads(k)`` for each
   k in ``--threads`` (default 1 and the core count; XLA uses every core). Skipped, with a
@@ -54,7 +55,7 @@ import optax  # noqa: E402
 
 import jaxticket.data as data_lib  # noqa: E402
 import jaxticket.models as models_lib  # noqa: E402
-from jaxticket.train import cross_entropy, evaluate, make_train_fn, train  # noqa: E402
+from jaxticket.train import cross_entropy, evaluate, make_train_fn, order, train  # noqa: E402
 
 BATCH = 60
 LEARNING_RATE = 1.2e-3
@@ -244,12 +245,12 @@ def make_python_loop(model, opt, data, *, steps: int, batch_size: int):
     per_epoch = n_train // batch_size
 
     @jax.jit
-    def permutation(data_key, epoch):
-        return jax.random.permutation(jax.random.fold_in(data_key, epoch), n_train)
+    def epoch_keys(data_key, epoch):
+        return order.epoch_keys(data_key, epoch[None])[0]
 
     @functools.partial(jax.jit, donate_argnums=(0, 1, 2, 3))
-    def step(params, model_state, opt_state, loss_sum, perm, offset, t, dropout_key, x_all, y_all):
-        idx = jax.lax.dynamic_slice(perm, (offset,), (batch_size,))
+    def step(params, model_state, opt_state, loss_sum, keys, offset, t, dropout_key, x_all, y_all):
+        idx = order.permute(keys, offset + jnp.arange(batch_size), n_train)
         x, y = x_all[idx], y_all[idx]
 
         def loss_fn(p):
@@ -272,13 +273,13 @@ def make_python_loop(model, opt, data, *, steps: int, batch_size: int):
         opt_state = opt.init(params)
         loss_sum = jnp.zeros(())
         first = test_metrics(params, model_state)
-        perm = None
+        keys = None
         for t in range(steps):
             epoch, within = divmod(t, per_epoch)
             if within == 0:
-                perm = permutation(data_key, epoch)
+                keys = epoch_keys(data_key, jnp.asarray(epoch))
             params, model_state, opt_state, loss_sum = step(
-                params, model_state, opt_state, loss_sum, perm, within * batch_size, t,
+                params, model_state, opt_state, loss_sum, keys, within * batch_size, t,
                 dropout_key, data.x_train, data.y_train,
             )  # fmt: skip
         last = test_metrics(params, model_state)
