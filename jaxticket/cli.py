@@ -219,7 +219,7 @@ def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
 def _use_cpu_cores(count: int | None) -> None:
     # On a CPU-only machine JAX has one device, and a small network's training step keeps
     # about one core busy. One device per core lets the seeds of a level train in parallel
-    # (about 1.8x on 2 cores). An explicit XLA device-count flag wins.
+    # (about 1.4-1.5x per run on 2 cores). An explicit XLA device-count flag wins.
     import os
 
     import jax

@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from topk_reference import sorted_topk as _sorted_topk
 
 from jaxticket.masks import alive_by_leaf, count_alive, count_total, dense_mask
 from jaxticket.pruning import (
@@ -27,18 +28,6 @@ from jaxticket.pruning import (
     snip_pruner,
     unstructured,
 )
-
-
-def _sorted_topk(scores, alive, k):
-    flat = jnp.concatenate([s.reshape(-1) for s in scores]).astype(jnp.float32)
-    dead = jnp.concatenate([~a.reshape(-1) for a in alive]).astype(jnp.int32)
-    pos = jnp.arange(flat.size)
-    k = jnp.clip(k, 0, jnp.sum(1 - dead))
-    *_, order = jax.lax.sort((dead, -(flat + 0.0), pos), num_keys=2, is_stable=True)
-    keep = jnp.zeros(flat.size, bool).at[order].set(pos < k)
-    sizes = np.cumsum([s.size for s in scores])[:-1]
-    return [part.reshape(s.shape) for part, s in zip(jnp.split(keep, sizes), scores, strict=True)]
-
 
 _REF = unstructured(topk=_sorted_topk)
 # Tree layouts (1–4 prunable leaves, mixed shapes, with or without a bias) come from a fixed

@@ -6,21 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from topk_reference import sorted_topk as _sorted_topk
 
 from jaxticket.pruning import global_, layerwise, n_m, neurons, unstructured
-
-
-def _sorted_topk(scores, alive, k):
-    """Reference top-k by one stable sort, cheap to compile; these tests check the selection
-    logic around it. test_pruner checks that ``topk_mask`` gives the same masks."""
-    flat = jnp.concatenate([s.reshape(-1) for s in scores]).astype(jnp.float32)
-    dead = jnp.concatenate([~a.reshape(-1) for a in alive]).astype(jnp.int32)
-    pos = jnp.arange(flat.size)
-    k = jnp.clip(k, 0, jnp.sum(1 - dead))
-    *_, order = jax.lax.sort((dead, -(flat + 0.0), pos), num_keys=2, is_stable=True)
-    keep = jnp.zeros(flat.size, bool).at[order].set(pos < k)
-    sizes = np.cumsum([s.size for s in scores])[:-1]
-    return [part.reshape(s.shape) for part, s in zip(jnp.split(keep, sizes), scores, strict=True)]
 
 
 def test_unstructured_ties_keep_earlier_positions():

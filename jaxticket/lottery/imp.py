@@ -195,8 +195,7 @@ class Experiment:
     def _train(self, optimizer, data_keys, **kwargs):
         """Trains the stacked runs (params given), spread over ``self.devices``; the
         result comes back to the host as NumPy arrays."""
-        n = data_keys.shape[0]
-        devices = self.devices[: min(n, len(self.devices))]
+        devices = self.devices[: data_keys.shape[0]]
         mesh = seed_mesh(devices) if len(devices) > 1 else None
         c = self.config
         result = train_seeds(

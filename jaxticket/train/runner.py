@@ -256,10 +256,7 @@ def _add_axis(tree):
     return jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
 
 
-def _seed_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
-
-
 def _shard(tree, mesh: Mesh):
-    spec = _seed_sharding(mesh)
+    # Split the leading (seed) axis over the mesh's first axis, as shard_map expects.
+    spec = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
     return jax.tree.map(lambda x: jax.device_put(x, spec), tree)
