@@ -27,6 +27,8 @@ the order-preserving 32-bit key) takes over: exact for any input, only slower.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -39,7 +41,9 @@ _SORT_BELOW = 65536  # up to this many entries in all, a plain sort is faster to
 _SAMPLE = 65536  # sample size for the first guess; sorting it costs ~1/10 of a pass at 100M
 _MAX_PASSES = 12  # counting passes before the fast search hands over to the exact path
 _EXTRACT = 512  # extract once rank k is at most this far below the upper end of the bracket
-_ROW = 4096  # row length for per-row sums (float sums of 0/1 are exact below 2**24)
+_ROW = 1024  # shortest row for per-row sums on large inputs (see ``_rows``)
+_MAX_ROWS = 32768  # most rows per array for fast row reductions on XLA:CPU
+_UNKNOWN = np.int32(2**31 - 1)  # alive count not taken
 _SAFE = 2.0**-100  # float counts need |x| above this: smaller ulps flush to zero on CPU
 _FMAX = float(np.finfo(np.float32).max)
 # Folded scores live in [_LOWEST, _FMAX] (dead ones at -inf); thresholds strictly inside.
@@ -93,22 +97,40 @@ def _topk_mask(scores, alive, k, sort_below):
     # It also lays the scores out as rows here, where reshaping is free: float reductions
     # over a reshape that splits the last axis would copy the array on every pass.
     # Shorter rows for small inputs keep enough rows for the extraction step.
-    row = int(np.clip(sum(s.size for s in s_list) // 16384, 64, _ROW))
+    total = sum(s.size for s in s_list)
+    row = int(np.clip(total // 16384, 64, _ROW))
     v_list = [
         _rows(jnp.where(a, jnp.clip(s, _LOWEST, _FMAX), -jnp.inf), row)
         for s, a in zip(s_list, a_list, strict=True)
     ]
-    n_alive = sum(_count_true(a) for a in a_list)
-    k = jnp.clip(jnp.asarray(k, jnp.int32), 0, n_alive)
+    k = jnp.maximum(jnp.asarray(k, jnp.int32), 0)
+    sample = _sorted_sample(v_list)
+    # The alive count costs a pass; it only matters when k might reach it (k is then
+    # clipped to it). Far below the sample's estimate, the search itself proves k <= #alive
+    # (it counts k or more alive scores); when it does not, the exact path recounts.
+    estimate = sample[1] * (total / sample[0].size)
+    near = k >= estimate - total / 32 - 1
+    n_alive = lax.cond(near, lambda: _count_alive(v_list), lambda: jnp.int32(_UNKNOWN))
+    k = jnp.minimum(k, n_alive)
 
-    b = _search(v_list, k, n_alive)
+    b = _search(v_list, sample, k, n_alive)
     trivial = (k == 0) | (k == n_alive)
     hit = b.c_lo == k
     tied = (b.hi - b.lo == 1) & (b.lo > _KEY_LO) & (b.hi <= _KEY_INF)
+
+    def exact():
+        n = _count_alive(v_list)
+        k_n = jnp.minimum(k, n)
+        return lax.cond(
+            k_n == n,
+            lambda: [a & (s == s) for s, a in zip(s_list, a_list, strict=True)],
+            lambda: _exact_mask(s_list, a_list, k_n, b.lo, b.hi, b.c_hi),
+        )
+
     masks = lax.cond(
         trivial | hit | tied,
         lambda: _fast_mask(s_list, a_list, v_list, k, b, hit | trivial),
-        lambda: _exact_mask(s_list, a_list, k, b.lo, b.hi, b.c_hi),
+        exact,
     )
     for i, m in zip(used, masks, strict=True):
         out[i] = m
@@ -130,16 +152,22 @@ class _Bracket(NamedTuple):
     side: jax.Array  # +1 / -1: which end the last pass moved
     passes: jax.Array
     top: jax.Array  # scores extracted below an earlier hi, descending (-inf: none yet)
+    top_rows: jax.Array  # the row of each, numbered across leaves
     need_top: jax.Array  # rank k sat this far below that hi: top[need_top - 1] >= k-th
+    c_top: jax.Array  # count at that hi, and its per-leaf, per-row counts
+    rows_top: list
     probed: jax.Array  # the last pass counted just above lo
     stop: jax.Array
 
 
-def _search(v_list, k, n_alive) -> _Bracket:
-    """Narrows the bracket around the k-th alive score with float counting passes."""
-    sv, m_alive = _sorted_sample(v_list)
+def _search(v_list, sample, k, n_alive) -> _Bracket:
+    """Narrows the bracket around the k-th alive score with float counting passes.
+
+    ``n_alive`` may be ``_UNKNOWN``: the search then proves ``k <= #alive`` by counting.
+    """
+    sv, m_alive = sample
     target = jnp.maximum(k - _EXTRACT // 2, 1).astype(jnp.float32)  # aim just above rank k
-    frac = jnp.maximum(m_alive, 1) / jnp.maximum(n_alive, 1).astype(jnp.float32)
+    frac = sv.size / sum(v.size for v in v_list)  # sampled entries per entry
 
     def sample_at(rank):  # sampled score whose estimated count is ``rank``
         j = jnp.round(rank * frac).astype(jnp.int32) - 1
@@ -181,6 +209,7 @@ def _search(v_list, k, n_alive) -> _Bracket:
             return x, real & (_key(x) > b.lo) & (_key(x) < b.hi)
 
         x, inside = from_top(b.top, b.need_top)
+        has_lo = b.lo > _KEY_LO
         # Many entries in the bracket but no sampled score strictly inside: they likely
         # share lo's score. Or lo is an extracted score and none is left above it. Either
         # way, count just above lo: that settles a tie at lo.
@@ -189,11 +218,13 @@ def _search(v_list, k, n_alive) -> _Bracket:
         lo_top = jnp.any(b.top == x_lo) & ~inside
         lo_tied = jnp.sum(b.top == x_lo) >= 2  # lo's score shows up in two rows: a tie
         probe = ~b.probed & (b.lo > _KEY_LO) & (crowded | lo_top | lo_tied)
-        extract = ~inside & ~probe & (need <= _EXTRACT)
-        top, need_top = lax.cond(
+        # Extraction needs a lower end to sink the entries above hi under (or no hi).
+        scale = _sink_scale(jnp.where(has_lo, x_lo, -jnp.inf), x_hi)
+        extract = ~inside & ~probe & (need <= _EXTRACT) & jnp.isfinite(scale)
+        top, top_rows, need_top, c_top, rows_top = lax.cond(
             extract,
-            lambda: (_top_below(v_list, x_hi), need),
-            lambda: (b.top, b.need_top),
+            lambda: (*_top_below(v_list, x_hi, scale), need, b.c_hi, b.rows_hi),
+            lambda: (b.top, b.top_rows, b.need_top, b.c_top, b.rows_top),
         )
         x, inside = from_top(top, need_top)
         x = jnp.where(inside, x, guess(b, x_lo, x_hi))
@@ -209,13 +240,25 @@ def _search(v_list, k, n_alive) -> _Bracket:
         f = c.astype(jnp.float32) - target + 0.5
         up, down = usable & (c >= k), usable & (c < k)
         lo, hi = jnp.where(up, key, b.lo), jnp.where(down, key, b.hi)
+        c_lo, c_hi = jnp.where(up, c, b.c_lo), jnp.where(down, c, b.c_hi)
+        rows_lo = [jnp.where(up, r, q) for r, q in zip(rows, b.rows_lo, strict=True)]
+        rows_hi = [jnp.where(down, r, q) for r, q in zip(rows, b.rows_hi, strict=True)]
+        # If every entry in [x, extraction's hi) was extracted, the extracted scores hold
+        # rank k and its ties: read the final bracket off them, without another pass.
+        complete = up & (need_top > 0) & (c - c_top == jnp.sum(top >= x))
+        y = top[jnp.maximum(need_top - 1, 0)]
+        done = _listed(v_list, top, top_rows, y, c_top, rows_top)
+        lo, hi = jnp.where(complete, _key(y), lo), jnp.where(complete, _key(y) + 1, hi)
+        c_lo, c_hi = jnp.where(complete, done[0], c_lo), jnp.where(complete, done[2], c_hi)
+        rows_lo = [jnp.where(complete, r, q) for r, q in zip(done[1], rows_lo, strict=True)]
+        rows_hi = [jnp.where(complete, r, q) for r, q in zip(done[3], rows_hi, strict=True)]
         return _Bracket(
             lo=lo,
-            c_lo=jnp.where(up, c, b.c_lo),
-            rows_lo=[jnp.where(up, r, q) for r, q in zip(rows, b.rows_lo, strict=True)],
+            c_lo=c_lo,
+            rows_lo=rows_lo,
             hi=hi,
-            c_hi=jnp.where(down, c, b.c_hi),
-            rows_hi=[jnp.where(down, r, q) for r, q in zip(rows, b.rows_hi, strict=True)],
+            c_hi=c_hi,
+            rows_hi=rows_hi,
             # Illinois rule: an end kept twice in a row gets half its weight, so the secant
             # does not creep towards k from one side.
             f_lo=jnp.where(up, f, jnp.where(down & (b.side < 0), b.f_lo / 2, b.f_lo)),
@@ -223,9 +266,12 @@ def _search(v_list, k, n_alive) -> _Bracket:
             side=jnp.where(up, 1, -1),
             passes=b.passes + 1,
             top=top,
+            top_rows=top_rows,
             need_top=need_top,
+            c_top=c_top,
+            rows_top=rows_top,
             probed=probe,
-            stop=~usable | (c == k) | (hi - lo <= 1),
+            stop=~usable | (c_lo == k) | (hi - lo <= 1),
         )
 
     rows0 = [jnp.zeros(v.shape[0], jnp.int32) for v in v_list]
@@ -241,7 +287,10 @@ def _search(v_list, k, n_alive) -> _Bracket:
         side=jnp.int32(0),
         passes=jnp.int32(0),
         top=jnp.full(_EXTRACT, -jnp.inf),
+        top_rows=jnp.zeros(_EXTRACT, jnp.int32),
         need_top=jnp.int32(0),
+        c_top=jnp.int32(0),
+        rows_top=rows0,
         probed=jnp.bool_(False),
         stop=(k == 0) | (k == n_alive),
     )
@@ -276,24 +325,51 @@ def _count_ge(v_list, x):
     return total, rows
 
 
-def _top_below(v_list, hi):
+def _top_below(v_list, hi, scale):
     """The ``_EXTRACT`` largest per-row maxima of the folded scores below ``hi``, descending.
 
-    Unless two of them share a row, these are the largest alive scores below ``hi``.
+    Returns them with their rows (numbered across leaves). Unless two of them share a row,
+    they are the largest alive scores below ``hi``. Entries at or above ``hi`` sink by
+    ``(max(v, hip) - hip) * scale``, which is 0 below ``hi`` and, with ``scale`` from
+    ``_sink_scale``, puts them below the lower end of the bracket: values under it may be
+    such stand-ins.
     """
     hip = jnp.nextafter(hi, -jnp.inf)
-    inv = jnp.where(jnp.isinf(hi), 1.0, 1 / (hi - hip))
-    tops = []
+    tops, rows, start = [], [], 0
     for v in v_list:
-        hipi, invi, one, big = _per_leaf((hip, inv, 1.0, _FMAX), v)
-        r = v
-        # drop is 1 at or above hi, else 0; subtracting 2 * FMAX sinks those entries
-        # below every real score without a compare.
-        drop = jnp.minimum((jnp.maximum(r, hipi) - hipi) * invi, one)
-        row_max = jnp.max(jnp.minimum(r, hipi) - drop * big - drop * big, axis=-1)
-        tops.append(lax.top_k(row_max, min(_EXTRACT, row_max.size))[0])
-    top = jnp.concatenate([*tops, jnp.full(_EXTRACT, -jnp.inf)])
-    return jnp.maximum(lax.top_k(top, _EXTRACT)[0], jnp.float32(_LOWEST))
+        hipi, scalei = _per_leaf((hip, scale), v)
+        row_max = jnp.max(jnp.minimum(v, hipi) - (jnp.maximum(v, hipi) - hipi) * scalei, axis=-1)
+        t, i = lax.top_k(row_max, min(_EXTRACT, v.shape[0]))
+        tops.append(t)
+        rows.append(i + start)
+        start += v.shape[0]
+    pad = jnp.full(_EXTRACT, -jnp.inf)
+    top, where = lax.top_k(jnp.concatenate([*tops, pad]), _EXTRACT)
+    top_rows = jnp.concatenate([*rows, jnp.zeros(_EXTRACT, jnp.int32)])[where]
+    return jnp.maximum(top, jnp.float32(_LOWEST)), top_rows
+
+
+def _sink_scale(lo, hi):
+    """Scale for ``_top_below``: ``(hi - hip) * scale >= 4 * (hip - lo)``; inf if none fits."""
+    hip = jnp.nextafter(hi, -jnp.inf)
+    return jnp.where(jnp.isinf(hi), 0.0, 4 * (hip - lo) / (hi - hip))
+
+
+def _listed(v_list, top, top_rows, y, c_top, rows_top):
+    """Counts at ``y`` and just above it, when every entry in ``[y, top's hi)`` was extracted.
+
+    Returns ``(count >= y, per-row counts >= y, count > y, per-row counts > y)``.
+    """
+    ge, gt = top >= y, top > y
+    rows_ge, rows_gt, start = [], [], 0
+    for v, r in zip(v_list, rows_top, strict=True):
+        n = v.shape[0]
+        local = top_rows - start
+        index = jnp.where((local >= 0) & (local < n), local, n)  # n: dropped
+        rows_ge.append(r.at[jnp.where(ge, index, n)].add(1, mode="drop"))
+        rows_gt.append(r.at[jnp.where(gt, index, n)].add(1, mode="drop"))
+        start += n
+    return c_top + jnp.sum(ge), rows_ge, c_top + jnp.sum(gt), rows_gt
 
 
 # ------------------------------------------------------------------------------- masks
@@ -401,29 +477,34 @@ def _off_denormal(x, x_hi):
     return jnp.where(jnp.abs(x) < _SAFE, jnp.where(x_hi > _SAFE, _SAFE, -_SAFE), x)
 
 
-def _count_true(a):
-    """Exact number of True entries, read as packed bytes.
+def _count_alive(v_list):
+    """Exact number of alive entries in the folded scores (all at or above ``_LOWEST``)."""
+    return _count_ge(v_list, jnp.float32(_LOWEST))[0]
 
-    Four bools make one uint32 word and rows of at most 255 words are summed as integers,
-    so no byte lane overflows; the lanes are added at the end. XLA:CPU runs this in about
-    a third of the time of a plain bool or float sum over the same entries.
+
+def _rows(x, shortest=_ROW):
+    """2-D view of ``x`` whose rows suit XLA:CPU's row reductions.
+
+    Those run at full speed with rows of about 800 entries or more and at most
+    ``_MAX_ROWS`` rows per array, and several times slower otherwise. Rows are the shortest
+    divisor of ``x.size`` that is at least ``shortest`` and keeps within ``_MAX_ROWS``
+    (at most 2**24 long, so that float counts per row stay exact); sizes without one take
+    the longest divisor up to ``shortest``.
     """
-    flat = a.reshape(-1)
-    n4 = flat.size // 4 * 4
-    tail = jnp.sum(flat[n4:], dtype=jnp.int32)
-    if n4 == 0:
-        return tail
-    words = lax.bitcast_convert_type(flat[:n4].reshape(-1, 4).astype(jnp.uint8), jnp.uint32)
-    sums = jnp.sum(_rows(words, 255), axis=-1, dtype=jnp.uint32)
-    lanes = (sums & 0xFF) + ((sums >> 8) & 0xFF) + ((sums >> 16) & 0xFF) + (sums >> 24)
-    return jnp.sum(lanes, dtype=jnp.int32) + tail
+    c = _row_length(x.size, max(shortest, -(-x.size // _MAX_ROWS)))
+    return x.reshape(x.size // c, c)
 
 
-def _rows(x, row=_ROW):
-    """2-D view with rows of at most ``row`` entries."""
-    n = x.size
-    c = max(d for d in range(1, min(n, row) + 1) if n % d == 0)
-    return x.reshape(n // c, c)
+@functools.lru_cache(maxsize=256)
+def _row_length(n, want):
+    small, large = [], []
+    for d in range(1, math.isqrt(n) + 1):
+        if n % d == 0:
+            small.append(d)
+            large.append(n // d)
+    divisors = small + large[::-1]
+    fit = [d for d in divisors if want <= d <= 2**24]
+    return fit[0] if fit else max(d for d in divisors if d <= want)
 
 
 def _flat_index(x):
