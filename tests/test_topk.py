@@ -80,8 +80,31 @@ def test_matches_reference(problem):
     assert_matches(*problem)
 
 
+def _pairs(rng, shape):
+    """Neighbouring entries one float apart: rows hold two entries of any narrow bracket."""
+    flat = np.repeat(rng.standard_normal(int(np.prod(shape)) // 2 + 1), 2)[: int(np.prod(shape))]
+    flat = flat.astype(np.float32)
+    flat[1::2] = np.nextafter(flat[1::2], np.float32(np.inf))
+    return flat.reshape(shape)
+
+
+def _clustered(rng, shape):
+    """Each run of 100 entries spans a tiny range: one row holds a whole narrow bracket."""
+    flat = np.repeat(rng.standard_normal(int(np.prod(shape)) // 100 + 1), 100)
+    flat = flat[: int(np.prod(shape))] * (1 + 1e-5 * rng.random(int(np.prod(shape))))
+    return flat.reshape(shape)
+
+
 @pytest.mark.parametrize(
-    "kind, frac", [("normal", 0.2), ("abs", 0.8), ("ints", 0.2), ("halves", 0.8)]
+    "kind, frac",
+    [
+        ("normal", 0.2),
+        ("abs", 0.8),
+        ("ints", 0.2),
+        ("halves", 0.8),
+        ("pairs", 0.3),
+        ("clustered", 0.6),
+    ],
 )
 def test_large_inputs_exact(kind, frac):
     rng = np.random.default_rng(0)
@@ -91,6 +114,8 @@ def test_large_inputs_exact(kind, frac):
         "abs": lambda s: np.abs(rng.standard_normal(s)),
         "ints": lambda s: np.round(rng.standard_normal(s) * 50),  # many ties at the k-th
         "halves": lambda s: rng.integers(0, 2, s) * 0.5,  # two distinct scores
+        "pairs": lambda s: _pairs(rng, s),
+        "clustered": lambda s: _clustered(rng, s),
     }[kind]
     scores = [jnp.asarray(make(s), jnp.float32) for s in shapes]
     alive = [jnp.asarray(rng.random(s) < 0.9) for s in shapes]
@@ -99,16 +124,55 @@ def test_large_inputs_exact(kind, frac):
 
 
 def test_fast_search_brackets_rank_k():
-    # On ordinary data the fast search must end on an exact threshold or a tie.
+    # On ordinary data the counting passes and the read-off must end on an exact threshold
+    # or a tie, with no need for the exact path.
     rng = np.random.default_rng(1)
     scores = jnp.asarray(rng.standard_normal((200, 500)), jnp.float32)
     k = jnp.int32(20_000)
     v = [topk._rows(scores, 64)]
-    b = jax.jit(topk._search)(v, topk._sorted_sample(v), k, jnp.int32(scores.size))
+    b = jax.jit(topk._locate)(v, topk._sorted_sample(v), k, jnp.int32(scores.size))
     assert int(b.c_lo) >= int(k) > int(b.c_hi)
     assert int(b.c_lo) == int(k) or int(b.hi - b.lo) == 1
     flat = np.asarray(scores).ravel()
     assert int(b.c_lo) == int(np.sum(flat >= float(topk._from_key(b.lo))))
+
+
+@pytest.mark.parametrize("make", [_pairs, lambda rng, s: rng.standard_normal(s)])
+def test_reading_off_the_bracket_settles_rank_k(make):
+    # Once few entries lie between the ends, reading them off their rows (rows with two
+    # of them included) must give an exact threshold or a tie, never the exact path.
+    # 240k entries: the sample covers a quarter, so the search takes a few passes.
+    rng = np.random.default_rng(3)
+    scores = [jnp.asarray(make(rng, (600, 400)), jnp.float32), jnp.ones((7,), jnp.float32)]
+    v = [topk._rows(s, 64) for s in scores]
+    locate = jax.jit(topk._locate)
+    for k in (1, 1234, 30_000, 200_000):
+        b = locate(v, topk._sorted_sample(v), jnp.int32(k), jnp.int32(240_007))
+        assert int(b.c_lo) == k or int(b.hi - b.lo) == 1
+        assert int(b.c_lo) >= k > int(b.c_hi)
+        flat = np.concatenate([np.asarray(s).ravel() for s in scores])
+        assert int(b.c_lo) == int(np.sum(flat >= float(topk._from_key(b.lo))))
+        x_hi = float(topk._from_key(jnp.minimum(b.hi, topk._KEY_INF)))
+        assert int(b.c_hi) == int(np.sum(flat >= x_hi))
+        rows = [np.asarray(r) for r in b.rows_lo]
+        want = [np.sum(np.asarray(x) >= float(topk._from_key(b.lo)), axis=-1) for x in v]
+        for got, w in zip(rows, want, strict=True):
+            np.testing.assert_array_equal(got, w)
+        assert_matches(scores, [jnp.ones(s.shape, bool) for s in scores], k, _searched)
+
+
+def test_alive_count_far_from_the_sample_estimate():
+    # Alive only where the sample looks: the estimate (262144) is far above the 65536
+    # alive entries, so the alive count is skipped; k above it must still keep them all.
+    size = 512 * 512
+    sampled = np.zeros(size, bool)
+    sampled[np.linspace(0, size - 1, topk._SAMPLE).astype(np.int64)] = True
+    scores = [jnp.asarray(np.random.default_rng(4).standard_normal((512, 512)), jnp.float32)]
+    for live in (sampled, ~sampled):  # and the reverse: an estimate far too low
+        alive = [jnp.asarray(live.reshape(512, 512))]
+        n = int(live.sum())
+        for k in (n - 5, n, n + 1000, 150_000):
+            assert_matches(scores, alive, k, _searched)
 
 
 def test_one_compilation_serves_every_k():

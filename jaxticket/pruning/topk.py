@@ -7,14 +7,19 @@ How: the result is ``alive & (score >= x)`` plus, when several entries share the
 score, the first few of them by position. So the work is a search for the k-th score,
 keeping a bracket ``lo <= x < hi`` whose counts are exact:
 
-1. one pass folds ``alive`` into a float copy of the scores (dead entries at -inf);
-2. a strided sample gives the first guesses, then safeguarded secant steps (Illinois
-   rule) on the exact counts narrow the bracket;
-3. once rank ``k`` is at most ``_EXTRACT`` entries below ``hi``, one pass takes the
-   largest score below ``hi`` in every row; those name the k-th score unless two share a
-   row, and counting at the named score (and just above it, for ties) settles it;
-4. per-row counts at the two ends of the final bracket locate tied entries, so the
-   positional tie break reads one row per array.
+1. one pass folds ``alive`` into a float copy of the scores (dead entries at -inf), laid
+   out in rows;
+2. a strided sample gives the first guesses (and an estimate of the alive count: the
+   exact count costs a pass, taken only when ``k`` may reach it);
+3. counting passes narrow the bracket, each aimed at one end of the window
+   ``k -+ _GATHER / 4``: interpolating the counts between the two ends, or walking the
+   sample's quantiles while one end is missing. Every pass also gives per-row counts;
+4. once at most ``_GATHER`` entries lie in the bracket, the per-row counts at its ends
+   name the few rows that hold them; reading those rows settles the k-th score and its
+   ties without another pass (a tie too large for that is settled by counting just above
+   it);
+5. per-row counts at the final ends locate tied entries, so the positional tie break
+   reads one row per array.
 
 Each pass is a reduction built from float ``max/min/sub/mul`` only:
 ``min(max(v, xp), x) - xp`` is 0 below ``x`` and exactly one ulp at or above it (``xp``
@@ -40,7 +45,9 @@ from jax import lax
 _SORT_BELOW = 65536  # up to this many entries in all, a plain sort is faster to run and compile
 _SAMPLE = 65536  # sample size for the first guess; sorting it costs ~1/10 of a pass at 100M
 _MAX_PASSES = 12  # counting passes before the fast search hands over to the exact path
-_EXTRACT = 512  # extract once rank k is at most this far below the upper end of the bracket
+_GATHER = 2048  # once at most this many entries lie in the bracket, read them off their rows
+_COLLIDE = 64  # ... provided at most this many rows of a leaf hold two or more of them
+_PER_ROW = 16  # ... and no row holds more than this many
 _ROW = 1024  # shortest row for per-row sums on large inputs (see ``_rows``)
 _MAX_ROWS = 32768  # most rows per array for fast row reductions on XLA:CPU
 _UNKNOWN = np.int32(2**31 - 1)  # alive count not taken
@@ -96,7 +103,7 @@ def _topk_mask(scores, alive, k, sort_below):
     # reads a single float array; clipping to [_LOWEST, _FMAX] keeps float counting exact.
     # It also lays the scores out as rows here, where reshaping is free: float reductions
     # over a reshape that splits the last axis would copy the array on every pass.
-    # Shorter rows for small inputs keep enough rows for the extraction step.
+    # Shorter rows for small inputs keep the bracket's entries in different rows.
     total = sum(s.size for s in s_list)
     row = int(np.clip(total // 16384, 64, _ROW))
     v_list = [
@@ -113,7 +120,7 @@ def _topk_mask(scores, alive, k, sort_below):
     n_alive = lax.cond(near, lambda: _count_alive(v_list), lambda: jnp.int32(_UNKNOWN))
     k = jnp.minimum(k, n_alive)
 
-    b = _search(v_list, sample, k, n_alive)
+    b = _locate(v_list, sample, k, n_alive)
     trivial = (k == 0) | (k == n_alive)
     hit = b.c_lo == k
     tied = (b.hi - b.lo == 1) & (b.lo > _KEY_LO) & (b.hi <= _KEY_INF)
@@ -123,7 +130,7 @@ def _topk_mask(scores, alive, k, sort_below):
         k_n = jnp.minimum(k, n)
         return lax.cond(
             k_n == n,
-            lambda: [a & (s == s) for s, a in zip(s_list, a_list, strict=True)],
+            lambda: [jnp.asarray(a) for a in a_list],
             lambda: _exact_mask(s_list, a_list, k_n, b.lo, b.hi, b.c_hi),
         )
 
@@ -140,6 +147,12 @@ def _topk_mask(scores, alive, k, sort_below):
 # ------------------------------------------------------------------------------ search
 
 
+def _locate(v_list, sample, k, n_alive):
+    """Counting passes narrow the bracket; reading its few entries settles it."""
+    b = _search(v_list, sample, k, n_alive)
+    return lax.cond(b.fits & (b.c_lo != k), lambda: _finish(v_list, b, k), lambda: b)
+
+
 class _Bracket(NamedTuple):
     lo: jax.Array  # key with count(lo) = c_lo >= k
     c_lo: jax.Array
@@ -147,27 +160,29 @@ class _Bracket(NamedTuple):
     hi: jax.Array  # key with count(hi) = c_hi < k
     c_hi: jax.Array
     rows_hi: list
-    f_lo: jax.Array  # secant weights: count - target, halved by the Illinois rule
-    f_hi: jax.Array
-    side: jax.Array  # +1 / -1: which end the last pass moved
     passes: jax.Array
-    top: jax.Array  # scores extracted below an earlier hi, descending (-inf: none yet)
-    top_rows: jax.Array  # the row of each, numbered across leaves
-    need_top: jax.Array  # rank k sat this far below that hi: top[need_top - 1] >= k-th
-    c_top: jax.Array  # count at that hi, and its per-leaf, per-row counts
-    rows_top: list
     probed: jax.Array  # the last pass counted just above lo
+    fits: jax.Array  # the entries in [lo, hi) can be read off a few rows (``_finish``)
     stop: jax.Array
+
+
+def _budgets(v_list):
+    """Rows ``_finish`` reads per leaf: twice its share of ``_GATHER``, and 64 more."""
+    n_rows = sum(v.shape[0] for v in v_list)
+    return [min(v.shape[0], -(-2 * _GATHER * v.shape[0] // n_rows) + 64) for v in v_list]
 
 
 def _search(v_list, sample, k, n_alive) -> _Bracket:
     """Narrows the bracket around the k-th alive score with float counting passes.
 
-    ``n_alive`` may be ``_UNKNOWN``: the search then proves ``k <= #alive`` by counting.
+    Each pass aims at one end of the window ``k -+ _GATHER / 4`` (the end of the bracket
+    farther from it), so that a few passes leave few entries between the ends. ``n_alive``
+    may be ``_UNKNOWN``: the search then proves ``k <= #alive`` by counting.
     """
     sv, m_alive = sample
-    target = jnp.maximum(k - _EXTRACT // 2, 1).astype(jnp.float32)  # aim just above rank k
     frac = sv.size / sum(v.size for v in v_list)  # sampled entries per entry
+    budgets = _budgets(v_list)
+    kf = k.astype(jnp.float32)
 
     def sample_at(rank):  # sampled score whose estimated count is ``rank``
         j = jnp.round(rank * frac).astype(jnp.int32) - 1
@@ -175,15 +190,23 @@ def _search(v_list, sample, k, n_alive) -> _Bracket:
 
     def guess(b, x_lo, x_hi):
         has_lo, has_hi = b.lo > _KEY_LO, b.hi <= _KEY_INF
-        t = b.f_lo / (b.f_lo - b.f_hi)
-        secant = x_lo * (1 - t) + x_hi * t
+        c_lo, c_hi = b.c_lo.astype(jnp.float32), b.c_hi.astype(jnp.float32)
+        raise_lo = jnp.where(has_lo, c_lo - kf, jnp.inf) >= kf - c_hi
+        target = jnp.where(
+            raise_lo,
+            jnp.minimum(kf + _GATHER / 4, (kf + c_lo) / 2),
+            jnp.maximum(kf - _GATHER / 4, (kf + c_hi) / 2),
+        )
+        # Both ends: interpolate the count linearly between them.
+        w = (target - c_hi) / jnp.maximum(c_lo - c_hi, 1)
+        between = x_hi * (1 - w) + x_lo * w
         # With one end known, walk the sample's quantiles from it and overshoot rank k by
         # twice the sample's rank error, so that the next count likely brackets k.
-        c_end = jnp.where(has_lo, b.c_lo, b.c_hi).astype(jnp.float32)
+        c_end = jnp.where(has_lo, c_lo, c_hi)
         p_end = jnp.sum(sv >= jnp.where(has_lo, x_lo, x_hi)).astype(jnp.float32)
-        spread = 2 * jnp.sqrt(jnp.abs(target - c_end) / frac) + _EXTRACT
-        walk = sample_at(p_end / frac + jnp.where(has_lo, -spread, spread) + target - c_end)
-        x = jnp.where(has_lo & has_hi, secant, jnp.where(has_lo | has_hi, walk, sample_at(target)))
+        spread = 2 * jnp.sqrt(jnp.abs(kf - c_end) / frac) + _GATHER / 4
+        walk = sample_at(p_end / frac + jnp.where(has_lo, -spread, spread) + kf - c_end)
+        x = jnp.where(has_lo & has_hi, between, jnp.where(has_lo | has_hi, walk, sample_at(kf)))
         # A guess outside the bracket (ties in the sample) moves to the sampled score next
         # to the known end, so that each distinct score costs at most one pass.
         next_up = sv[jnp.maximum(jnp.sum(sv > x_lo) - 1, 0)]
@@ -194,41 +217,12 @@ def _search(v_list, sample, k, n_alive) -> _Bracket:
 
     def step(b):
         x_lo, x_hi = _from_key(b.lo), _from_key(jnp.minimum(b.hi, _KEY_INF))
-        need = k - b.c_hi
-
-        def from_top(top, need_top):
-            # The extracted scores name the k-th one unless rows hid some (two in a row)
-            # or it is tied; both show as count(lo) - k extra entries once lo is one of
-            # them. Step up that many, but at least to the next extracted score above lo.
-            extra = jnp.where(b.lo > _KEY_LO, b.c_lo - k, 0)
-            extra = jnp.where(extra < need_top, extra, 0)
-            n_above = jnp.sum(top > x_lo)
-            i = jnp.clip(need_top - 1 - extra, 0, jnp.maximum(n_above - 1, 0))
-            x = top[i]
-            real = i < jnp.sum(top > _LOWEST)  # fewer rows than need_top: no name for k
-            return x, real & (_key(x) > b.lo) & (_key(x) < b.hi)
-
-        x, inside = from_top(b.top, b.need_top)
-        has_lo = b.lo > _KEY_LO
         # Many entries in the bracket but no sampled score strictly inside: they likely
-        # share lo's score. Or lo is an extracted score and none is left above it. Either
-        # way, count just above lo: that settles a tie at lo.
+        # share lo's score, so count just above lo: that settles a tie at lo.
         in_sample = jnp.sum((sv > x_lo) & (sv < x_hi))
-        crowded = (in_sample == 0) & (b.c_lo - b.c_hi > 2 * _EXTRACT)
-        lo_top = jnp.any(b.top == x_lo) & ~inside
-        lo_tied = jnp.sum(b.top == x_lo) >= 2  # lo's score shows up in two rows: a tie
-        probe = ~b.probed & (b.lo > _KEY_LO) & (crowded | lo_top | lo_tied)
-        # Extraction needs a lower end to sink the entries above hi under (or no hi).
-        scale = _sink_scale(jnp.where(has_lo, x_lo, -jnp.inf), x_hi)
-        extract = ~inside & ~probe & (need <= _EXTRACT) & jnp.isfinite(scale)
-        top, top_rows, need_top, c_top, rows_top = lax.cond(
-            extract,
-            lambda: (*_top_below(v_list, x_hi, scale), need, b.c_hi, b.rows_hi),
-            lambda: (b.top, b.top_rows, b.need_top, b.c_top, b.rows_top),
-        )
-        x, inside = from_top(top, need_top)
-        x = jnp.where(inside, x, guess(b, x_lo, x_hi))
-        x = jnp.where(probe, _from_key(b.lo + 1), x)
+        crowded = (in_sample == 0) & (b.c_lo - b.c_hi > _GATHER)
+        probe = ~b.probed & (b.lo > _KEY_LO) & crowded
+        x = jnp.where(probe, _from_key(b.lo + 1), guess(b, x_lo, x_hi))
         key = _key(_off_denormal(jnp.clip(x, _ABOVE_LOWEST, _BELOW_FMAX), x_hi))
         inside = (key > b.lo) & (key < b.hi)
         x = _off_denormal(_from_key(jnp.where(inside, key, b.lo + (b.hi - b.lo) // 2)), x_hi)
@@ -237,21 +231,18 @@ def _search(v_list, sample, k, n_alive) -> _Bracket:
         usable &= x > _LOWEST
 
         c, rows = _count_ge(v_list, x)
-        f = c.astype(jnp.float32) - target + 0.5
         up, down = usable & (c >= k), usable & (c < k)
         lo, hi = jnp.where(up, key, b.lo), jnp.where(down, key, b.hi)
         c_lo, c_hi = jnp.where(up, c, b.c_lo), jnp.where(down, c, b.c_hi)
         rows_lo = [jnp.where(up, r, q) for r, q in zip(rows, b.rows_lo, strict=True)]
         rows_hi = [jnp.where(down, r, q) for r, q in zip(rows, b.rows_hi, strict=True)]
-        # If every entry in [x, extraction's hi) was extracted, the extracted scores hold
-        # rank k and its ties: read the final bracket off them, without another pass.
-        complete = up & (need_top > 0) & (c - c_top == jnp.sum(top >= x))
-        y = top[jnp.maximum(need_top - 1, 0)]
-        done = _listed(v_list, top, top_rows, y, c_top, rows_top)
-        lo, hi = jnp.where(complete, _key(y), lo), jnp.where(complete, _key(y) + 1, hi)
-        c_lo, c_hi = jnp.where(complete, done[0], c_lo), jnp.where(complete, done[2], c_hi)
-        rows_lo = [jnp.where(complete, r, q) for r, q in zip(done[1], rows_lo, strict=True)]
-        rows_hi = [jnp.where(complete, r, q) for r, q in zip(done[3], rows_hi, strict=True)]
+        fits = (lo > _KEY_LO) & (c_lo - c_hi <= _GATHER)
+        collided = jnp.int32(0)
+        for r_lo, r_hi, budget in zip(rows_lo, rows_hi, budgets, strict=True):
+            d = r_lo - r_hi
+            fits &= (jnp.sum(d > 0) <= budget) & (jnp.max(d) <= _PER_ROW)
+            collided += jnp.sum(d > 1)
+        fits &= collided <= _COLLIDE
         return _Bracket(
             lo=lo,
             c_lo=c_lo,
@@ -259,19 +250,10 @@ def _search(v_list, sample, k, n_alive) -> _Bracket:
             hi=hi,
             c_hi=c_hi,
             rows_hi=rows_hi,
-            # Illinois rule: an end kept twice in a row gets half its weight, so the secant
-            # does not creep towards k from one side.
-            f_lo=jnp.where(up, f, jnp.where(down & (b.side < 0), b.f_lo / 2, b.f_lo)),
-            f_hi=jnp.where(down, f, jnp.where(up & (b.side > 0), b.f_hi / 2, b.f_hi)),
-            side=jnp.where(up, 1, -1),
             passes=b.passes + 1,
-            top=top,
-            top_rows=top_rows,
-            need_top=need_top,
-            c_top=c_top,
-            rows_top=rows_top,
             probed=probe,
-            stop=~usable | (c_lo == k) | (hi - lo <= 1),
+            fits=fits,
+            stop=~usable | (c_lo == k) | (hi - lo <= 1) | fits,
         )
 
     rows0 = [jnp.zeros(v.shape[0], jnp.int32) for v in v_list]
@@ -282,19 +264,68 @@ def _search(v_list, sample, k, n_alive) -> _Bracket:
         hi=jnp.uint32(_KEY_HI),
         c_hi=jnp.int32(0),
         rows_hi=rows0,
-        f_lo=n_alive - target + 0.5,
-        f_hi=0.5 - target,
-        side=jnp.int32(0),
         passes=jnp.int32(0),
-        top=jnp.full(_EXTRACT, -jnp.inf),
-        top_rows=jnp.zeros(_EXTRACT, jnp.int32),
-        need_top=jnp.int32(0),
-        c_top=jnp.int32(0),
-        rows_top=rows0,
         probed=jnp.bool_(False),
+        fits=jnp.bool_(False),
         stop=(k == 0) | (k == n_alive),
     )
     return lax.while_loop(lambda b: ~b.stop & (b.passes < _MAX_PASSES), step, init)
+
+
+def _finish(v_list, b, k):
+    """Reads every entry in ``[lo, hi)`` off its rows and settles rank ``k`` exactly.
+
+    Needs ``b.fits``: few rows per leaf hold entries in the bracket, most of them one.
+    Returns the bracket around the k-th score: ``c_lo == k``, or ``hi == lo + 1`` with
+    per-row counts for the positional tie break. Returns ``b`` unchanged when the k-th
+    score is a clipped end of the range (``_LOWEST`` or ``_FMAX``) or tiny (``< _SAFE``):
+    the exact path then tells such scores apart.
+    """
+    x_lo, x_hi = _from_key(b.lo), _from_key(jnp.minimum(b.hi, _KEY_INF))
+    values, rows = [], []  # per leaf: candidate entries and their rows (n: none)
+    for v, r_lo, r_hi, budget in zip(v_list, b.rows_lo, b.rows_hi, _budgets(v_list), strict=True):
+        n = v.shape[0]
+        d = r_lo - r_hi
+        picked = jnp.nonzero(d > 0, size=budget, fill_value=n)[0]
+        g = v[jnp.minimum(picked, n - 1)]
+        g = jnp.where((g >= x_lo) & (g < x_hi), g, -jnp.inf)
+        d = jnp.where(picked < n, d[jnp.minimum(picked, n - 1)], 0)
+        # A row with one entry in the bracket gives its maximum; the few with more give
+        # their largest _PER_ROW (at least all of theirs).
+        many = jnp.nonzero(d > 1, size=min(_COLLIDE, budget), fill_value=budget)[0]
+        many_rows = jnp.where(many < budget, picked[jnp.minimum(many, budget - 1)], n)
+        top = lax.top_k(g[jnp.minimum(many, budget - 1)], min(_PER_ROW, v.shape[1]))[0]
+        values.append(
+            jnp.concatenate(
+                [
+                    jnp.where(d == 1, jnp.max(g, axis=-1), -jnp.inf),
+                    jnp.where((many < budget)[:, None], top, -jnp.inf).reshape(-1),
+                ]
+            )
+        )
+        rows.append(
+            jnp.concatenate([jnp.where(d == 1, picked, n), jnp.repeat(many_rows, top.shape[1])])
+        )
+    flat = jnp.concatenate(values)
+    y = lax.top_k(flat, min(_GATHER, flat.size))[0][jnp.maximum(k - b.c_hi - 1, 0)]
+    rows_ge, rows_gt = [], []
+    for v, r_hi, value, row in zip(v_list, b.rows_hi, values, rows, strict=True):
+        n = v.shape[0]
+        rows_ge.append(r_hi.at[jnp.where(value >= y, row, n)].add(1, mode="drop"))
+        rows_gt.append(r_hi.at[jnp.where(value > y, row, n)].add(1, mode="drop"))
+    ge, gt = jnp.sum(flat >= y), jnp.sum(flat > y)
+    # Clipped ends and denormals (flushed to zero on CPU) are told apart only by the
+    # exact path.
+    ok = (y > _LOWEST) & (y < _FMAX) & (jnp.abs(y) >= _SAFE)
+    key = _key(y)
+    return b._replace(
+        lo=jnp.where(ok, key, b.lo),
+        c_lo=jnp.where(ok, b.c_hi + ge, b.c_lo),
+        rows_lo=[jnp.where(ok, r, q) for r, q in zip(rows_ge, b.rows_lo, strict=True)],
+        hi=jnp.where(ok, key + 1, b.hi),
+        c_hi=jnp.where(ok, b.c_hi + gt, b.c_hi),
+        rows_hi=[jnp.where(ok, r, q) for r, q in zip(rows_gt, b.rows_hi, strict=True)],
+    )
 
 
 def _sorted_sample(v_list):
@@ -325,53 +356,6 @@ def _count_ge(v_list, x):
     return total, rows
 
 
-def _top_below(v_list, hi, scale):
-    """The ``_EXTRACT`` largest per-row maxima of the folded scores below ``hi``, descending.
-
-    Returns them with their rows (numbered across leaves). Unless two of them share a row,
-    they are the largest alive scores below ``hi``. Entries at or above ``hi`` sink by
-    ``(max(v, hip) - hip) * scale``, which is 0 below ``hi`` and, with ``scale`` from
-    ``_sink_scale``, puts them below the lower end of the bracket: values under it may be
-    such stand-ins.
-    """
-    hip = jnp.nextafter(hi, -jnp.inf)
-    tops, rows, start = [], [], 0
-    for v in v_list:
-        hipi, scalei = _per_leaf((hip, scale), v)
-        row_max = jnp.max(jnp.minimum(v, hipi) - (jnp.maximum(v, hipi) - hipi) * scalei, axis=-1)
-        t, i = lax.top_k(row_max, min(_EXTRACT, v.shape[0]))
-        tops.append(t)
-        rows.append(i + start)
-        start += v.shape[0]
-    pad = jnp.full(_EXTRACT, -jnp.inf)
-    top, where = lax.top_k(jnp.concatenate([*tops, pad]), _EXTRACT)
-    top_rows = jnp.concatenate([*rows, jnp.zeros(_EXTRACT, jnp.int32)])[where]
-    return jnp.maximum(top, jnp.float32(_LOWEST)), top_rows
-
-
-def _sink_scale(lo, hi):
-    """Scale for ``_top_below``: ``(hi - hip) * scale >= 4 * (hip - lo)``; inf if none fits."""
-    hip = jnp.nextafter(hi, -jnp.inf)
-    return jnp.where(jnp.isinf(hi), 0.0, 4 * (hip - lo) / (hi - hip))
-
-
-def _listed(v_list, top, top_rows, y, c_top, rows_top):
-    """Counts at ``y`` and just above it, when every entry in ``[y, top's hi)`` was extracted.
-
-    Returns ``(count >= y, per-row counts >= y, count > y, per-row counts > y)``.
-    """
-    ge, gt = top >= y, top > y
-    rows_ge, rows_gt, start = [], [], 0
-    for v, r in zip(v_list, rows_top, strict=True):
-        n = v.shape[0]
-        local = top_rows - start
-        index = jnp.where((local >= 0) & (local < n), local, n)  # n: dropped
-        rows_ge.append(r.at[jnp.where(ge, index, n)].add(1, mode="drop"))
-        rows_gt.append(r.at[jnp.where(gt, index, n)].add(1, mode="drop"))
-        start += n
-    return c_top + jnp.sum(ge), rows_ge, c_top + jnp.sum(gt), rows_gt
-
-
 # ------------------------------------------------------------------------------- masks
 
 
@@ -395,7 +379,17 @@ def _fast_mask(s_list, a_list, v_list, k, b, no_ties):
 
         cut = jnp.where(no_ties, s.size, _cut(row_ties, take, tie_row))
         take = take - row_ties.sum()
-        masks.append(a & ((s >= x_hi) | ((s >= x_lo) & (_flat_index(s) < cut))))
+        # Only the leaf where the cut falls needs positions; the others keep all of their
+        # tied entries or none.
+        masks.append(
+            lax.cond(
+                (cut > 0) & (cut < s.size),
+                lambda s=s, a=a, cut=cut: (
+                    a & ((s >= x_hi) | ((s >= x_lo) & (_flat_index(s) < cut)))
+                ),
+                lambda s=s, a=a, cut=cut: a & (s >= jnp.where(cut > 0, x_lo, x_hi)),
+            )
+        )
     return masks
 
 
