@@ -3,6 +3,8 @@
 Usage::
 
   python benchmarks/bench_topk.py --params 100_000_000 --leaves 4
+  python benchmarks/bench_topk.py --layout bert-base   # 73 kernels, 108M weights
+  python benchmarks/bench_topk.py --layout resnet50    # 50 kernels, 23M weights
 
 Prints, for each kept fraction, the median wall time of ``topk_mask`` (jitted, ``k``
 traced) and of a jitted ``jnp.where(mask, p, 0)`` over the same leaves, and their ratio.
@@ -24,6 +26,23 @@ import numpy as np
 
 from jaxticket.pruning.topk import topk_mask
 
+_BOTTLENECKS = [
+    [(1, 1, c_in, c), (3, 3, c, c), (1, 1, c, 4 * c)]
+    for c_in, c in [(64, 64), (256, 64), (256, 64)]
+    + [(256, 128)]
+    + [(512, 128)] * 3
+    + [(512, 256)]
+    + [(1024, 256)] * 5
+    + [(1024, 512)]
+    + [(2048, 512)] * 2
+]
+LAYOUTS = {
+    # Conv kernels (HWIO) and the classifier of a ResNet-50, projections left out.
+    "resnet50": [(7, 7, 3, 64), *(s for block in _BOTTLENECKS for s in block), (2048, 1000)],
+    # Attention and MLP kernels of BERT-base's 12 layers.
+    "bert-base": ([(768, 768)] * 4 + [(768, 3072), (3072, 768)]) * 12 + [(30522, 768)],
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,14 +52,24 @@ def main() -> None:
     parser.add_argument("--alive", type=float, default=0.9, help="fraction alive")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--dist", choices=["normal", "abs", "ints"], default="normal")
+    parser.add_argument(
+        "--layout",
+        choices=["uniform", *LAYOUTS],
+        default="uniform",
+        help="uniform: --leaves equal leaves of --params in all; else a model's kernels",
+    )
     args = parser.parse_args()
 
-    n = args.params // args.leaves
-    cols = 4096 if n % 4096 == 0 else next(c for c in range(min(n, 5000), 0, -1) if n % c == 0)
+    if args.layout == "uniform":
+        n = args.params // args.leaves
+        cols = 4096 if n % 4096 == 0 else next(c for c in range(min(n, 5000), 0, -1) if n % c == 0)
+        shapes = [(n // cols, cols)] * args.leaves
+    else:
+        shapes = LAYOUTS[args.layout]
     key = jax.random.PRNGKey(0)
     params, alive = [], []
-    for i in range(args.leaves):
-        p = jax.random.normal(jax.random.fold_in(key, i), (n // cols, cols))
+    for i, shape in enumerate(shapes):
+        p = jax.random.normal(jax.random.fold_in(key, i), shape)
         if args.dist == "abs":
             p = jnp.abs(p)
         elif args.dist == "ints":
@@ -55,8 +84,8 @@ def main() -> None:
 
     machine = f"{jax.devices()[0].platform}, {platform.machine()}, {os.cpu_count()} cpus"
     print(
-        f"jax {jax.__version__}, {machine}, {len(params)} leaves x {n:,} ="
-        f" {n * len(params):,} float32, {n_alive:,} alive, dist={args.dist}"
+        f"jax {jax.__version__}, {machine}, layout={args.layout}: {len(params)} leaves,"
+        f" {sum(p.size for p in params):,} float32, {n_alive:,} alive, dist={args.dist}"
     )
     for keep in args.keep:
         k = jnp.int32(round(keep * n_alive))

@@ -106,10 +106,14 @@ def _topk_mask(scores, alive, k, sort_below):
     # Shorter rows for small inputs keep the bracket's entries in different rows.
     total = sum(s.size for s in s_list)
     row = int(np.clip(total // 16384, 64, _ROW))
-    v_list = [
-        _rows(jnp.where(a, jnp.clip(s, _LOWEST, _FMAX), -jnp.inf), row)
-        for s, a in zip(s_list, a_list, strict=True)
-    ]
+    # The barrier makes XLA write the folded copy once: fused into a single consumer, the
+    # select would run inside that reduction, several times slower.
+    v_list = lax.optimization_barrier(
+        [
+            _rows(jnp.where(a, jnp.clip(s, _LOWEST, _FMAX), -jnp.inf), row)
+            for s, a in zip(s_list, a_list, strict=True)
+        ]
+    )
     k = jnp.maximum(jnp.asarray(k, jnp.int32), 0)
     sample = _sorted_sample(v_list)
     # The alive count costs a pass; it only matters when k might reach it (k is then
@@ -167,9 +171,9 @@ class _Bracket(NamedTuple):
 
 
 def _budgets(v_list):
-    """Rows ``_finish`` reads per leaf: twice its share of ``_GATHER``, and 64 more."""
+    """Rows ``_finish`` reads per leaf: twice its share of ``_GATHER``, and 8 more."""
     n_rows = sum(v.shape[0] for v in v_list)
-    return [min(v.shape[0], -(-2 * _GATHER * v.shape[0] // n_rows) + 64) for v in v_list]
+    return [min(v.shape[0], -(-2 * _GATHER * v.shape[0] // n_rows) + 8) for v in v_list]
 
 
 def _search(v_list, sample, k, n_alive) -> _Bracket:
