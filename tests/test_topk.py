@@ -161,6 +161,29 @@ def test_reading_off_the_bracket_settles_rank_k(make):
         assert_matches(scores, [jnp.ones(s.shape, bool) for s in scores], k, _searched)
 
 
+@settings(max_examples=10, deadline=None)
+@given(
+    kind=st.sampled_from(["normal", "decades", "ints", "pairs"]),
+    p_alive=st.sampled_from([0.05, 0.5, 1.0]),
+    seed=st.integers(0, 2**31 - 1),
+    k_frac=st.floats(0.0, 1.0),
+)
+def test_searched_matches_reference_beyond_the_sample(kind, p_alive, seed, k_frac):
+    # 240k entries: the sample sees a quarter, so counting passes and the read-off run.
+    rng = np.random.default_rng(seed)
+    shapes = [(600, 400), (7,)]
+    make = {
+        "normal": lambda s: rng.standard_normal(s),
+        "decades": lambda s: np.abs(rng.standard_normal(s)) * 10.0 ** rng.integers(-30, 30, s),
+        "ints": lambda s: rng.integers(-3, 4, s),
+        "pairs": lambda s: _pairs(rng, s),
+    }[kind]
+    scores = [jnp.asarray(make(s), jnp.float32) for s in shapes]
+    alive = [jnp.asarray(rng.random(s) < p_alive) for s in shapes]
+    n = sum(int(a.sum()) for a in alive)
+    assert_matches(scores, alive, round(k_frac * n), _searched)
+
+
 def test_alive_count_far_from_the_sample_estimate():
     # Alive only where the sample looks: the estimate (262144) is far above the 65536
     # alive entries, so the alive count is skipped; k above it must still keep them all.
