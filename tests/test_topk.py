@@ -184,6 +184,22 @@ def test_searched_matches_reference_beyond_the_sample(kind, p_alive, seed, k_fra
     assert_matches(scores, alive, round(k_frac * n), _searched)
 
 
+def test_prime_sized_leaf_keeps_short_rows():
+    # A leaf of prime size has no row length near 1024: one row of 2053 would hold all of
+    # the bracket's entries there and send the search to the exact path.
+    rng = np.random.default_rng(5)
+    scores = [
+        jnp.asarray(rng.standard_normal(200_000), jnp.float32),
+        jnp.asarray(rng.standard_normal(2053) * 1e3, jnp.float32),
+    ]
+    row = 64
+    v = [topk._rows(s, row) for s in scores]
+    assert v[1].shape == (2053, 1)
+    b = jax.jit(topk._locate)(v, topk._sorted_sample(v), jnp.int32(100_928), jnp.int32(202_053))
+    assert int(b.c_lo) == 100_928 or int(b.hi - b.lo) == 1
+    assert_matches(scores, [jnp.ones(s.shape, bool) for s in scores], 100_928, _searched)
+
+
 def test_alive_count_far_from_the_sample_estimate():
     # Alive only where the sample looks: the estimate (262144) is far above the 65536
     # alive entries, so the alive count is skipped; k above it must still keep them all.
@@ -259,3 +275,7 @@ def test_bad_input_names_the_array():
         topk_mask([jnp.ones(3)], [jnp.ones(3)], 1)
     with pytest.raises(TypeError, match=r"scores\[0\]: expected a float"):
         topk_mask([jnp.arange(3)], [jnp.ones(3, bool)], 1)
+    big = [jax.ShapeDtypeStruct((2**30,), jnp.float32)] * 2
+    live = [jax.ShapeDtypeStruct((2**30,), jnp.bool_)] * 2
+    with pytest.raises(ValueError, match=r"2147483648 entries in all; at most 2147483646"):
+        jax.eval_shape(topk_mask, big, live, 1)

@@ -51,6 +51,7 @@ _PER_ROW = 16  # ... and no row holds more than this many
 _ROW = 1024  # shortest row for per-row sums on large inputs (see ``_rows``)
 _MAX_ROWS = 32768  # most rows per array for fast row reductions on XLA:CPU
 _UNKNOWN = np.int32(2**31 - 1)  # alive count not taken
+_MAX_ENTRIES = 2**31 - 2  # int32 counts, and positions one past a leaf's end
 _SAFE = 2.0**-100  # float counts need |x| above this: smaller ulps flush to zero on CPU
 _FMAX = float(np.finfo(np.float32).max)
 # Folded scores live in [_LOWEST, _FMAX] (dead ones at -inf); thresholds strictly inside.
@@ -486,8 +487,8 @@ def _rows(x, shortest=_ROW):
     Those run at full speed with rows of about 800 entries or more and at most
     ``_MAX_ROWS`` rows per array, and several times slower otherwise. Rows are the shortest
     divisor of ``x.size`` that is at least ``shortest`` and keeps within ``_MAX_ROWS``
-    (at most 2**24 long, so that float counts per row stay exact); sizes without one take
-    the longest divisor up to ``shortest``.
+    (at most eight times that and 2**24, so that float counts per row stay exact); sizes
+    without one take the longest divisor up to ``shortest``.
     """
     c = _row_length(x.size, max(shortest, -(-x.size // _MAX_ROWS)))
     return x.reshape(x.size // c, c)
@@ -501,7 +502,10 @@ def _row_length(n, want):
             small.append(d)
             large.append(n // d)
     divisors = small + large[::-1]
-    fit = [d for d in divisors if want <= d <= 2**24]
+    # Far longer rows (sizes with few divisors, such as primes) would crowd the bracket's
+    # entries into a row or two, which ``_finish`` cannot read: short rows, slower to
+    # count, serve those leaves better.
+    fit = [d for d in divisors if want <= d <= min(8 * want, 2**24)]
     return fit[0] if fit else max(d for d in divisors if d <= want)
 
 
@@ -535,7 +539,10 @@ def _check(scores, alive):
             raise TypeError(f"alive[{i}]: expected a bool array, got dtype {a.dtype}")
         if a.shape != s.shape:
             raise ValueError(f"alive[{i}]: shape {a.shape} differs from scores shape {s.shape}")
-        if s.size >= 2**31:
-            raise ValueError(f"scores[{i}]: {s.size} entries; at most 2**31 - 1 are supported")
         scores[i], alive[i] = s, a
+    total = sum(s.size for s in scores)
+    if total > _MAX_ENTRIES:  # counts and positions are int32
+        raise ValueError(
+            f"scores: {total} entries in all; at most {_MAX_ENTRIES} (2**31 - 2) are supported"
+        )
     return scores, alive
