@@ -130,8 +130,8 @@ def _topk_mask(scores, alive, k, sort_below):
     hit = b.c_lo == k
     tied = (b.hi - b.lo == 1) & (b.lo > _KEY_LO) & (b.hi <= _KEY_INF)
 
-    def exact():
-        n = _count_alive(v_list)
+    def exact():  # k must now be clipped to the alive count: take it unless taken above
+        n = lax.cond(near, lambda: n_alive, lambda: _count_alive(v_list))
         k_n = jnp.minimum(k, n)
         return lax.cond(
             k_n == n,
