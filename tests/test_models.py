@@ -105,7 +105,7 @@ def test_unknown_option_lists_the_models_options():
         ("cnn1d", (8, 8, 3), r"\(length,\) or \(length, channels\)"),
         ("cnn1d", (2,), "too short"),
         ("transformer1", (2, 2), r"\(n_tokens,\)"),
-        ("embed_mlp", (0,), r"\(n_tokens,\)"),
+        ("embed_mlp", (0,), "sequence of positive ints"),
         ("lenet_300_100", (), "non-empty"),
     ],
 )

@@ -78,13 +78,14 @@ def load_tfds(
         train_source, test_source = tfds.data_source(
             name, split=[train_split, test_split], data_dir=data_dir, download=False
         )
-    except (NotImplementedError, ValueError, OSError) as err:
-        # Unprepared data surfaces as a misleading "file format TFRECORD not supported";
-        # say what is really missing and how to fix it.
+    except (NotImplementedError, ValueError, OSError, KeyError):
+        # Unprepared data surfaces as a misleading "file format TFRECORD not supported"
+        # (an empty data_dir) or a deep KeyError "splits is empty" (tfds' default data_dir
+        # missing); say what is really missing and how to fix it.
         builder = tfds.builder(name, data_dir=data_dir)
         if builder.is_prepared():
             raise
-        raise FileNotFoundError(_not_prepared_message(name, builder.data_dir)) from err
+        raise FileNotFoundError(_not_prepared_message(name, data_dir, builder.data_dir)) from None
 
     info = train_source.dataset_info
     x_key, y_key = supervised_keys or info.supervised_keys or (None, None)
@@ -169,11 +170,16 @@ def _normalize(x_train, x_test, *, scale: float, standardize: bool):
     return x_train, x_test
 
 
-def _not_prepared_message(name: str, data_dir) -> str:
+def _not_prepared_message(name: str, data_dir, searched) -> str:
+    where = (
+        f"data_dir={os.fspath(data_dir)!r}"
+        if data_dir is not None
+        else "tfds' default data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)"
+    )
     return (
-        f"TensorFlow Datasets {name!r} is not prepared at {data_dir} (jaxticket reads "
-        "ArrayRecord files and never downloads). On a machine with internet and TensorFlow, "
-        f"run `tfds build {name} --file_format=array_record --data_dir=DIR` (or "
-        f"`tfds.builder({name!r}, data_dir=DIR, file_format='array_record')"
-        ".download_and_prepare()`), copy DIR here and pass data_dir=DIR."
+        f"TensorFlow Datasets {name!r} is not prepared: searched {searched} ({where}); "
+        "jaxticket reads prepared ArrayRecord files and never downloads. On a machine with "
+        f"internet and TensorFlow, run `tfds build {name} --file_format=array_record "
+        f"--data_dir=DIR` (or `tfds.data_source({name!r}, data_dir=DIR, download=True)`), "
+        "copy DIR here and pass data_dir=DIR or set TFDS_DATA_DIR=DIR."
     )

@@ -10,14 +10,16 @@ program contains just the forward pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxticket._paths import leaves_with_paths
+from jaxticket.models import nnx_call
 
 Params = dict[str, Any]
 State = dict[str, Any]
@@ -46,63 +48,170 @@ class Model(NamedTuple):
 
 
 def default_call(module: Any, x: jax.Array, train: bool, key: jax.Array | None) -> jax.Array:
-    """How ``from_nnx`` calls a module unless told otherwise: ``module(x, train=, key=)``."""
-    return module(x, train=train, key=key)
+    """The ``"train_key"`` convention, ``module(x, train=, key=)`` (kept for older code)."""
+    return nnx_call.call_train_key(module, x, train, key)
 
 
 def from_nnx(
     build: Callable[[nnx.Rngs], nnx.Module],
     *,
-    input_shape: tuple[int, ...],
+    input_shape: Sequence[int],
     num_classes: int | None = None,
     name: str = "nnx",
-    call: Callable[..., jax.Array] = default_call,
+    call: str | Callable[..., jax.Array] = "auto",
+    input_dtype: Any = jnp.float32,
 ) -> Model:
     """Wraps a Flax NNX module constructor as a pure ``Model``.
 
+    Both NNX styles work (see :mod:`jaxticket.models.nnx_call`): modules whose
+    ``__call__`` takes ``train`` and ``key``, and tutorial-style modules that switch modes
+    with ``model.train()`` / ``model.eval()`` and keep their ``nnx.Rngs`` inside
+    (``nnx.Dropout(0.5, rngs=rngs)``). Random-stream variables are neither params nor
+    state: every ``apply`` re-seeds them from its ``key``, so a fixed key is reproducible.
+
+    Example::
+
+        class CNN(nnx.Module):                       # as in the Flax NNX MNIST tutorial
+            def __init__(self, *, rngs):
+                self.linear = nnx.Linear(784, 10, rngs=rngs)
+                self.dropout = nnx.Dropout(0.1, rngs=rngs)
+            def __call__(self, x):
+                return self.linear(self.dropout(x.reshape(x.shape[0], -1)))
+
+        model = jaxticket.models.from_nnx(lambda rngs: CNN(rngs=rngs), input_shape=(28, 28, 1))
+
     Args:
       build: ``build(rngs) -> module``; called once abstractly here and once per ``init``.
-      input_shape: one example's shape.
-      num_classes: the number of logits; inferred from an abstract forward pass if omitted.
+      input_shape: one example's shape (positive ints).
+      num_classes: the number of logits; inferred from an abstract forward pass if
+        omitted, checked against it if given.
       name: the model's name.
-      call: ``call(module, x, train, key) -> logits``; the default calls
-        ``module(x, train=train, key=key)``.
+      call: the calling convention: ``"auto"`` (default: by ``__call__``'s signature),
+        ``"train_key"`` (``module(x, train=, key=)``), ``"modes"`` (``module.train()`` /
+        ``module.eval()`` then ``module(x)``), or ``call(module, x, train, key) -> logits``.
+      input_dtype: the dtype of the inputs, for the abstract forward pass that checks the
+        model at construction (``jnp.int32`` for token models).
 
     Returns:
       A ``Model`` whose params are the ``nnx.Param`` variables as a plain nested dict
-      (paths such as ``'dense1/kernel'``) and whose state is every other variable.
+      (paths such as ``'dense1/kernel'``) and whose state is every other variable except
+      the random streams (``nnx.RngState``).
+
+    Raises:
+      ValueError: a bad ``input_shape``/``num_classes``/``call`` name, logits of the wrong
+        shape, or a forward pass that fails (the message names the conventions tried).
+      TypeError: ``build`` does not return an ``nnx.Module``, or the forward pass fails
+        with a ``TypeError`` under every convention tried.
     """
-    input_shape = tuple(int(d) for d in input_shape)
+    input_shape = check_input_shape(name, input_shape)
+    if num_classes is not None:
+        num_classes = check_num_classes(name, num_classes)
+    label, _ = nnx_call.resolve(call)
     abstract = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
-    graphdef, abs_params, abs_rest = nnx.split(abstract, nnx.Param, ...)
+    if not isinstance(abstract, nnx.Module):
+        raise TypeError(
+            f"from_nnx {name!r}: build(rngs) must return an nnx.Module, got "
+            f"{type(abstract).__name__}"
+        )
+    graphdef, abs_params, abs_rngs, abs_rest = nnx.split(abstract, nnx.Param, nnx.RngState, ...)
     params_def = jax.tree.structure(abs_params)
     rest_def = jax.tree.structure(abs_rest)
     params_template = nnx.to_pure_dict(abs_params)
     state_template = nnx.to_pure_dict(abs_rest)
     _check_same_order(abs_params, params_template)
     _check_same_order(abs_rest, state_template)
+    seed_rngs = nnx_call.rng_seeder(abs_rngs)
+    has_rngs = bool(jax.tree.leaves(abs_rngs))
+    module_type = type(abstract)
 
     def init(key: jax.Array) -> tuple[Params, State]:
-        _, params, rest = nnx.split(build(nnx.Rngs(key)), nnx.Param, ...)
+        _, params, _, rest = nnx.split(build(nnx.Rngs(key)), nnx.Param, nnx.RngState, ...)
         return nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
 
-    def apply(params, state, x, *, train: bool, key: jax.Array | None = None):
-        check_input(name, input_shape, x)
-        check_tree(f"model {name!r} params", params, params_template)
-        check_tree(f"model {name!r} state", state, state_template)
-        # A pure dict and its nnx.State flatten to leaves in the same order (checked above),
-        # so rebuilding the State is one unflatten: no per-leaf Python work, no copies.
-        p = jax.tree.unflatten(params_def, jax.tree.leaves(params))
-        r = jax.tree.unflatten(rest_def, jax.tree.leaves(state))
-        module = nnx.merge(graphdef, p, r)
-        logits = call(module, x, train, key)
-        if not train:
-            return logits, state
-        return logits, nnx.to_pure_dict(nnx.state(module, nnx.Not(nnx.Param)))
+    def make_apply(label: str) -> Callable[..., tuple[jax.Array, State]]:
+        fn = nnx_call.resolve(call if label == "custom" else label)[1]
+        passes_key = label == "train_key" or (
+            label == "auto" and "key" in nnx_call.call_keywords(module_type)
+        )
 
-    if num_classes is None:
-        num_classes = infer_num_classes(init, apply, input_shape)
-    return Model(name, init, apply, input_shape, int(num_classes))
+        def apply(params, state, x, *, train: bool, key: jax.Array | None = None):
+            check_input(name, input_shape, x)
+            check_tree(f"model {name!r} params", params, params_template)
+            check_tree(f"model {name!r} state", state, state_template)
+            if key is None and train and has_rngs and not passes_key:
+                raise ValueError(
+                    f"model {name!r} keeps random streams (nnx.Rngs, e.g. for nnx.Dropout) in "
+                    "the module: apply(..., train=True) needs key=..."
+                )
+            # A pure dict and its nnx.State flatten to leaves in the same order (checked
+            # above), so rebuilding the State is one unflatten: no per-leaf Python work.
+            p = jax.tree.unflatten(params_def, jax.tree.leaves(params))
+            r = jax.tree.unflatten(rest_def, jax.tree.leaves(state))
+            rngs = seed_rngs(jax.random.key(0) if key is None else key) if has_rngs else abs_rngs
+            module = nnx.merge(graphdef, p, rngs, r)
+            logits = fn(module, x, train, key)
+            _check_logits(name, logits, jnp.shape(x)[0], num_classes)
+            if not train:
+                return logits, state
+            _, _, _, new_rest = nnx.split(module, nnx.Param, nnx.RngState, ...)
+            return logits, nnx.to_pure_dict(new_rest)
+
+        return apply
+
+    x_spec = jax.ShapeDtypeStruct((1, *input_shape), input_dtype)
+    label, width = _probe(
+        name, make_apply, label, module_type, params_template, state_template, x_spec
+    )
+    if num_classes is not None and width != num_classes:
+        raise ValueError(
+            f"model {name!r}: num_classes={num_classes} but the module returns "
+            f"{width} logits per example"
+        )
+    num_classes = width
+    return Model(name, init, make_apply(label), input_shape, int(num_classes))
+
+
+def check_input_shape(name: str, input_shape: Any) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of positive ints, or a one-line ValueError naming it.
+
+    Args:
+      name: the model's name, for the message.
+      input_shape: a sequence of positive integers (``(28, 28, 1)``, ``(40,)``).
+
+    Returns:
+      The shape as a tuple of Python ints.
+    """
+    if isinstance(input_shape, str | bytes) or not isinstance(input_shape, Sequence | np.ndarray):
+        raise ValueError(
+            f"model {name!r}: input_shape must be a sequence of positive ints such as "
+            f"(28, 28, 1), got {input_shape!r}"
+        )
+    dims = tuple(input_shape)
+    if not all(_is_int(d) and int(d) >= 1 for d in dims):
+        raise ValueError(
+            f"model {name!r}: input_shape must be a sequence of positive ints, got {dims!r}"
+        )
+    return tuple(int(d) for d in dims)
+
+
+def check_num_classes(name: str, num_classes: Any) -> int:
+    """``num_classes`` as a positive Python int, or a one-line ValueError/TypeError.
+
+    Args:
+      name: the model's name, for the message.
+      num_classes: the number of logits.
+
+    Returns:
+      ``int(num_classes)``.
+    """
+    if not _is_int(num_classes):
+        raise TypeError(
+            f"model {name!r}: num_classes must be an int, got {num_classes!r} "
+            f"({type(num_classes).__name__})"
+        )
+    if int(num_classes) < 1:
+        raise ValueError(f"model {name!r}: num_classes must be positive, got {num_classes}")
+    return int(num_classes)
 
 
 def check_input(name: str, input_shape: tuple[int, ...], x: Any) -> None:
@@ -178,6 +287,75 @@ def require_rank(name: str, input_shape: tuple[int, ...], rank: int, layout: str
     shape = tuple(input_shape)
     if len(shape) != rank or any(int(d) < 1 for d in shape):
         raise ValueError(f"model {name!r} needs input_shape {layout}; got {shape}")
+
+
+def _probe(name, make_apply, label, module_type, params, state, x):
+    """Runs the forward pass abstractly in both modes; returns (convention, logits width).
+
+    Under ``"auto"``, a ``TypeError`` (a call the module's signature rejects) moves on to
+    the other conventions; when none works, one line names each convention tried and why
+    it failed.
+    """
+    failures = []
+    for candidate in (label, *nnx_call.fallbacks(label)):
+        try:
+            width = _logits_width(make_apply(candidate), params, state, x)
+        except _ModelOutputError:
+            raise
+        except Exception as err:  # noqa: BLE001 (reported below, one line per convention)
+            failures.append((candidate, err))
+            if not isinstance(err, TypeError):
+                break
+        else:
+            return candidate, width
+    tried = "; ".join(
+        f"{nnx_call.describe(c, module_type)} raised {type(e).__name__}: {_first_line(e)}"
+        for c, e in failures
+    )
+    kind = TypeError if all(isinstance(e, TypeError) for _, e in failures) else ValueError
+    raise kind(
+        f"from_nnx {name!r}: the forward pass on a {x.dtype} batch of shape {x.shape} "
+        f"failed; tried {tried}. Supported: call='train_key'"
+        " (module(x, train=, key=)), call='modes' (module.train()/eval() then module(x)), or "
+        "call=fn(module, x, train, key) -> logits"
+    ) from None
+
+
+def _logits_width(apply, params, state, x) -> int:
+    # Train mode: the path through Dropout and BatchNorm batch statistics, the one that
+    # needs keys and mode switches (one trace; eval mode is checked at its first call).
+    out = jax.eval_shape(
+        lambda p, s, x: apply(p, s, x, train=True, key=jax.random.key(0))[0], params, state, x
+    )
+    return int(out.shape[-1])
+
+
+class _ModelOutputError(ValueError):
+    """Logits of the wrong shape: the call itself worked, so no other convention is tried."""
+
+
+def _check_logits(name: str, logits: Any, batch: int, num_classes: int | None) -> None:
+    shape = tuple(jnp.shape(logits)) if hasattr(logits, "shape") else None
+    if shape is None or len(shape) != 2 or shape[0] != batch:
+        got = f"shape {shape}" if shape is not None else f"a {type(logits).__name__}"
+        raise _ModelOutputError(
+            f"model {name!r} must return logits of shape (batch, num_classes); on a batch of "
+            f"{batch} it returned {got}"
+        )
+    if num_classes is not None and shape[1] != num_classes:
+        raise _ModelOutputError(
+            f"model {name!r}: num_classes={num_classes} but the module returns {shape[1]} "
+            "logits per example"
+        )
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(err).split("\n")[0].split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _check_same_order(state: nnx.State, pure: dict) -> None:

@@ -119,6 +119,7 @@ def embed_mlp(
         input_shape=tuple(input_shape),
         num_classes=num_classes,
         name="embed_mlp",
+        input_dtype=jnp.int32,
     )
 
 
@@ -158,6 +159,7 @@ def transformer1(
         input_shape=tuple(input_shape),
         num_classes=num_classes,
         name="transformer1",
+        input_dtype=jnp.int32,
     )
 
 
