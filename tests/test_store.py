@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -153,7 +154,7 @@ def test_finished_levels_and_interrupted_save(tmp_path):
     # Killed after the checkpoint was finalized but before its records were written.
     (store.run_dir / "level_01.json").unlink()
     assert store.finished_levels() == [0]
-    with pytest.warns(BrokenLevelWarning, match="level 1 .*no records"):
+    with pytest.warns(BrokenLevelWarning, match="level 1 .*no records.*; checkpoint deleted;"):
         assert store.load_level(1) is None
     # A half-written JSON tmp file is never taken for a finished level.
     (store.run_dir / ".level_03.json.tmp-99").write_text('{"level": 3, "arr')
@@ -169,7 +170,9 @@ def test_truncated_array_file_warns_and_returns_none(tmp_path):
     largest = data_files(store, 0)[-1]  # the chunk holding the float32 kernel
     with open(largest, "r+b") as f:
         f.truncate(largest.stat().st_size // 2)
-    with pytest.warns(BrokenLevelWarning, match="level 0 has an unreadable checkpoint"):
+    damaged = r"level 0 has a damaged checkpoint \(file default/\S+ has \d+ bytes, \d+ were saved\)"
+    done = r"; records moved to broken/level_00\.json\.\d+, checkpoint deleted; it will be"
+    with pytest.warns(BrokenLevelWarning, match=damaged + done):
         assert store.load_level(0) is None
     assert store.finished_levels() == [] and store.load_level(0) is None
     assert len(list((store.run_dir / "broken").iterdir())) == 1
@@ -194,6 +197,23 @@ def test_silently_changed_arrays_fail_digest(tmp_path):
     target = store.run_dir / "checkpoints" / "0"
     shutil.rmtree(target)  # same names, dtypes and shapes; different bytes
     shutil.copytree(other.run_dir / "checkpoints" / "0", target)
+    with pytest.warns(BrokenLevelWarning, match="level 0 has a damaged checkpoint"):
+        assert store.load_level(0) is None
+    assert store.finished_levels() == []
+
+
+def test_arrays_orbax_returns_wrong_fail_digest(tmp_path, monkeypatch):
+    # Intact files that orbax decodes to other values (a reader bug) still fail the digest.
+    store = RunStore.open(tmp_path, CONFIG)
+    store.save_level(0, make_arrays(seed=0), make_records())
+    restore = ocp.CheckpointManager.restore
+
+    def altered(self, *args, **kwargs):
+        arrays = dict(restore(self, *args, **kwargs))
+        arrays["scalar"] = np.float32(2.5)
+        return arrays
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", altered)
     with pytest.warns(BrokenLevelWarning, match="level 0 failed its digest check"):
         assert store.load_level(0) is None
     assert store.finished_levels() == []

@@ -4,14 +4,26 @@ Layout of ``root/<name>-<digest[:12]>/``::
 
     config.json        {"name", "digest", "config"}; digest = sha256 of the canonical config
     checkpoints/<L>/   orbax checkpoint of level L's arrays (finalized by an atomic rename)
-    level_LL.json      level L's records, array names/dtypes/shapes and their sha256 digest
+    level_LL.json      level L's records, its arrays' names/dtypes/shapes, their digests
     results.json/csv   the final results (``write_results``)
     broken/            records of levels found corrupt, moved aside for inspection
+    .lock              the lock a running process holds (``RunStore.locked``)
 
 A level is finished only when its ``level_LL.json`` exists; that file is written last, by an
 atomic rename, after orbax has finalized the checkpoint. A process killed at any moment thus
 leaves either a finished level or no ``level_LL.json`` (orbax ignores its unfinalized
 ``<L>.orbax-checkpoint-tmp*`` directories; saving level L again removes them).
+
+``level_LL.json`` is sealed by a sha256 ``digest`` over its level number, the run's config
+digest, the records (canonical JSON), the arrays' digest and the size and sha256 of every
+checkpoint file. ``load_level`` checks all of them, so an edited record, two swapped levels,
+a level copied from another run, or a damaged checkpoint file is found, reported with a
+``BrokenLevelWarning`` and recomputed, never loaded. Checkpoint files are checked before
+orbax reads them.
+
+Storage failures (a full or read-only disk, an ``--out`` under a regular file) raise a
+one-line ``StorageError`` (an ``OSError``) naming the path; levels finished before stay
+loadable, so a rerun resumes.
 """
 
 from __future__ import annotations
@@ -22,78 +34,73 @@ import io
 import json
 import os
 import re
+import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxticket._paths import leaves_with_paths, map_with_path_str
+from jaxticket.lottery.store_files import (
+    RunDirectoryBusyError,
+    StorageError,
+    canonical,
+    dumps,
+    exclusive_lock,
+    file_digests,
+    files_problem,
+    read_json,
+    remove_tmp_files,
+    storage_error,
+    storage_errors,
+    write_atomic,
+)
+from jaxticket.lottery.store_seal import arrays_digest, seal, seal_problem
+from jaxticket.lottery.store_tree import flatten_tree, unflatten_into
+
+__all__ = [
+    "BrokenLevelWarning",
+    "RunDirectoryBusyError",
+    "RunStore",
+    "StorageError",
+    "config_digest",
+    "flatten_tree",
+    "unflatten_into",
+]
 
 _LEVEL_FILE = re.compile(r"level_(\d+)\.json")
 
 
 class BrokenLevelWarning(UserWarning):
-    """A stored level was unreadable or corrupt; it was moved aside and must be recomputed."""
+    """A stored level was unreadable, damaged or not this run's; its message says what was
+    wrong and what was done with its files. The level is recomputed."""
 
 
 def config_digest(config: dict) -> str:
     """Stable sha256 hex digest of ``config``'s canonical JSON (sorted keys, no spaces)."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def flatten_tree(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Flat ``{"prefix/leaf/path": array}`` dict of a pytree; ``None`` leaves are skipped.
-
-    Args:
-      tree: a pytree of arrays (e.g. params or a mask with ``None`` leaves).
-      prefix: prepended to every path with a ``/`` (e.g. ``"mask"``); ``""`` for none.
-
-    Returns:
-      A dict from path string to leaf, in flattening order.
-    """
-    return {_join(prefix, path): leaf for path, leaf in leaves_with_paths(tree)}
-
-
-def unflatten_into(template: Any, flat: dict[str, Any], prefix: str = "") -> Any:
-    """Inverse of ``flatten_tree``: ``template``'s structure with leaves taken from ``flat``.
-
-    Args:
-      template: a pytree with the wanted structure; its ``None`` leaves stay ``None``. Leaf
-        shapes are not checked, so a per-seed template can receive arrays stacked over seeds.
-      flat: the dict ``flatten_tree`` (or ``load_level``) produced.
-      prefix: the prefix used when flattening.
-
-    Returns:
-      The rebuilt pytree.
-
-    Raises:
-      ValueError: ``flat`` lacks an entry for a non-``None`` leaf of ``template``.
-    """
-
-    def take(path, leaf):
-        if leaf is None:
-            return None
-        key = _join(prefix, path)
-        if key not in flat:
-            raise ValueError(f"unflatten_into: no stored array for leaf {path!r} (key {key!r})")
-        return flat[key]
-
-    return map_with_path_str(take, template)
+    return hashlib.sha256(canonical(config).encode()).hexdigest()
 
 
 class RunStore:
-    """Checkpoints and records of one lottery run, kept in ``run_dir``."""
+    """Checkpoints and records of one lottery run, kept in ``run_dir``.
+
+    Every method that touches the disk raises a one-line ``StorageError`` (an ``OSError``)
+    when the file system refuses; what was finished before stays loadable.
+    """
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
+        self._digest: str | None = None  # the run's config digest, read from config.json
 
     @classmethod
     def open(cls, root: str | os.PathLike, config: dict, name: str | None = None) -> RunStore:
         """Opens (creating if needed) the run directory of ``config`` under ``root``.
+
+        Also removes tmp files left by writers that died (killed or failed runs).
 
         Args:
           root: folder holding all runs.
@@ -105,6 +112,7 @@ class RunStore:
 
         Raises:
           ValueError: a bad name, or the directory holds a different (or unreadable) config.
+          StorageError: the directory or its ``config.json`` cannot be created or read.
         """
         name = "run" if name is None else name
         if not name or "/" in name or os.sep in name or name in (".", ".."):
@@ -113,7 +121,7 @@ class RunStore:
         store = cls(Path(root) / f"{name}-{digest[:12]}")
         path = store.run_dir / "config.json"
         if path.exists():
-            stored = _read_json(path, "RunStore.open")
+            stored = read_json(path, "RunStore.open")
             if not isinstance(stored, dict) or stored.get("digest") != digest:
                 raise ValueError(
                     f"RunStore.open: {path} belongs to a different config (digest "
@@ -121,9 +129,39 @@ class RunStore:
                     f"expected {digest!r}); a hash-prefix collision: pass another name"
                 )
         else:
-            store.run_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(path, _dumps({"name": name, "digest": digest, "config": config}))
+            with storage_errors(f"cannot create run directory {store.run_dir}"):
+                store.run_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, dumps({"name": name, "digest": digest, "config": config}))
+        store._digest = digest
+        remove_tmp_files(store.run_dir, all_writers=False)
         return store
+
+    @contextmanager
+    def locked(self, *, wait: bool = False) -> Iterator[RunStore]:
+        """Holds the run directory's lock: one process at a time runs an experiment here.
+
+        The lock is an ``flock`` on ``run_dir/.lock``, which the kernel releases when its
+        holder exits, so a killed run never blocks the next one. On entry, tmp files and
+        unfinalized checkpoint directories left by earlier writers are removed.
+
+        Args:
+          wait: wait for the holder to finish instead of refusing at once.
+
+        Yields:
+          This store.
+
+        Raises:
+          RunDirectoryBusyError: another process holds the lock (the message names its pid).
+          StorageError: the lock file cannot be created.
+        """
+        with exclusive_lock(self.run_dir / ".lock", self.run_dir, wait=wait):
+            remove_tmp_files(self.run_dir, all_writers=True)
+            checkpoints = self._checkpoints()
+            if checkpoints.is_dir():
+                with storage_errors(f"cannot clean up {checkpoints}"):
+                    for tmp in checkpoints.glob("*.orbax-checkpoint-tmp*"):
+                        shutil.rmtree(tmp)
+            yield self
 
     def save_level(self, level: int, arrays: dict[str, Any], records: list[dict]) -> None:
         """Stores a level's arrays (orbax) and records (JSON), replacing an earlier save.
@@ -132,6 +170,11 @@ class RunStore:
           level: the level number, an int >= 0.
           arrays: non-empty flat dict of named numpy/JAX arrays (see ``flatten_tree``).
           records: JSON-serializable dicts (numpy scalars and arrays are converted).
+
+        Raises:
+          ValueError, TypeError: bad arrays or records (nothing is written).
+          StorageError: the level could not be written; it is then not finished (a rerun
+            recomputes it) and the levels saved before are untouched.
         """
         level = _check_level(level)
         if not arrays:
@@ -141,72 +184,110 @@ class RunStore:
             host[key] = np.asarray(value)
             if host[key].dtype == object:
                 raise TypeError(f"save_level: array {key!r} has dtype object, expected numeric")
-        meta = {k: {"dtype": a.dtype.str, "shape": list(a.shape)} for k, a in host.items()}
-        body = _dumps({"level": level, "arrays": meta, "digest": _arrays_digest(host),
-                       "records": records})  # fmt: skip
-        self._level_json(level).unlink(missing_ok=True)  # the level is unfinished from here on
-        with self._manager() as manager:
-            if level in manager.all_steps():
-                manager.delete(level)
-            # Leftovers of a killed save of this level (orbax's tmp-dir naming), any suffix.
-            for tmp in manager.directory.glob(f"{level}.orbax-checkpoint-tmp*"):
-                tmp.rmtree()
-            manager.save(level, args=ocp.args.StandardSave(host), force=True)
-            manager.wait_until_finished()
-        _write_atomic(self._level_json(level), body)
+        records = json.loads(dumps(records))  # as a load will see them
+        fields = {
+            "level": level,
+            "run": self._run_digest(),
+            "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape)} for k, a in host.items()},
+            "arrays_digest": arrays_digest(host),
+        }
+        what = f"cannot save level {level} in {self.run_dir}"
+        with storage_errors(what):
+            self._level_json(level).unlink(missing_ok=True)  # unfinished from here on
+            with self._manager() as manager:
+                if level in manager.all_steps():
+                    manager.delete(level)
+                # Leftovers of a killed save of this level (orbax's tmp-dir naming).
+                for tmp in self._checkpoints().glob(f"{level}.orbax-checkpoint-tmp*"):
+                    shutil.rmtree(tmp)
+                try:
+                    manager.save(level, args=ocp.args.StandardSave(host), force=True)
+                    manager.wait_until_finished()
+                except OSError:
+                    raise
+                except Exception as e:  # orbax/tensorstore wrap file errors in many types
+                    raise storage_error(what, e) from e
+            fields["files"] = file_digests(self._checkpoints() / str(level))
+        fields["records"] = records
+        try:
+            write_atomic(self._level_json(level), dumps({**fields, "digest": seal(fields)}))
+        except StorageError:
+            with suppress(Exception):  # best effort: a checkpoint without records is unfinished
+                with self._manager() as manager:
+                    manager.delete(level)
+            raise
 
     def load_level(self, level: int) -> tuple[dict[str, np.ndarray], list[dict]] | None:
         """Loads a finished level, or returns ``None`` when it is absent or broken.
 
-        A broken level (unreadable JSON, missing/unfinalized/unreadable checkpoint, or arrays
-        whose digest differs from the stored one) triggers a ``BrokenLevelWarning``; its files
-        are moved to ``broken/`` so the caller can recompute it.
+        A broken level triggers a ``BrokenLevelWarning`` naming the level, what was wrong
+        (unreadable or edited ``level_LL.json``, another level's or another run's files,
+        a missing, unfinalized or damaged checkpoint, arrays failing their digest) and what
+        was done: its records are moved to ``broken/``, its checkpoint deleted, so that the
+        caller recomputes it.
 
         Args:
           level: the level number.
 
         Returns:
           ``(arrays, records)`` with numpy arrays, or ``None``.
+
+        Raises:
+          StorageError: a file could not be read (not a sign of damage: nothing is moved).
         """
         level = _check_level(level)
         path = self._level_json(level)
-        with self._manager() as manager:
-            has_ckpt = level in manager.all_steps()
+        step_dir = self._checkpoints() / str(level)
+        with storage_errors(f"cannot load level {level} from {self.run_dir}"):
+            with self._manager() as manager:
+                has_ckpt = level in manager.all_steps()
             if not path.exists():
                 if has_ckpt:
-                    self._discard(manager, level, "has a checkpoint but no records (interrupted)")
+                    self._discard(level, "has a checkpoint but no records (interrupted save)")
                 return None
-            try:
-                meta = json.loads(path.read_text())
-                names, digest, records = sorted(meta["arrays"]), meta["digest"], meta["records"]
-            except (ValueError, KeyError, TypeError, OSError) as e:
-                return self._discard(manager, level, f"has an unreadable {path.name} ({e})")
-            if not has_ckpt:
-                return self._discard(manager, level, "has no finalized checkpoint")
-            try:
-                arrays = dict(manager.restore(level, args=ocp.args.StandardRestore()))
-            except Exception as e:  # orbax/tensorstore raise many types for damaged files
-                message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-                problem = f"has an unreadable checkpoint ({type(e).__name__}: {message})"
-                return self._discard(manager, level, problem)
-        arrays = {k: np.asarray(v) for k, v in arrays.items()}
-        if sorted(arrays) != names or _arrays_digest(arrays) != digest:
+        try:
+            meta = read_json(path, "load_level")
+        except ValueError as e:
+            return self._discard(level, f"has an unreadable {path.name} ({e})")
+        problem = seal_problem(meta, level=level, run=self._run_digest(), name=path.name)
+        if problem is None and not has_ckpt:
+            problem = "has no finalized checkpoint"
+        if problem is None:
+            damage = files_problem(meta["files"], file_digests(step_dir))
+            problem = f"has a damaged checkpoint ({damage})" if damage else None
+        if problem is not None:
+            return self._discard(level, problem)
+        try:
             with self._manager() as manager:
-                return self._discard(manager, level, "failed its digest check (corrupt arrays)")
-        return arrays, records
+                restored = manager.restore(level, args=ocp.args.StandardRestore())
+        except Exception as e:  # intact files orbax cannot read (another orbax version?)
+            text = str(e).strip()
+            message = text.splitlines()[0][:300] if text else ""
+            return self._discard(
+                level, f"has an unreadable checkpoint ({type(e).__name__}: {message})"
+            )
+        arrays = {k: np.asarray(v) for k, v in dict(restored).items()}
+        if sorted(arrays) != sorted(meta["arrays"]) or arrays_digest(arrays) != meta.get(
+            "arrays_digest"
+        ):
+            return self._discard(level, "failed its digest check (corrupt arrays)")
+        return arrays, meta["records"]
 
     def finished_levels(self) -> list[int]:
-        """Sorted levels with a finalized checkpoint and a parseable ``level_LL.json``."""
+        """Sorted levels with a finalized checkpoint and a parseable ``level_LL.json``
+        (``load_level`` still checks them)."""
         if not self.run_dir.is_dir():
             return []
-        with self._manager() as manager:
-            steps = set(manager.all_steps())
+        with storage_errors(f"cannot list the levels of {self.run_dir}"):
+            with self._manager() as manager:
+                steps = set(manager.all_steps())
+            names = [p.name for p in self.run_dir.iterdir()]
         levels = []
-        for path in self.run_dir.iterdir():
-            match = _LEVEL_FILE.fullmatch(path.name)
+        for name in names:
+            match = _LEVEL_FILE.fullmatch(name)
             if match and int(match[1]) in steps:
                 try:
-                    json.loads(path.read_text())
+                    read_json(self.run_dir / name, "finished_levels")
                 except ValueError:
                     continue  # load_level will report and move it aside
                 levels.append(int(match[1]))
@@ -221,20 +302,23 @@ class RunStore:
         Args:
           config: the run's config dict.
           records: the records of every level.
+
+        Raises:
+          StorageError: a file could not be written (the previous one is kept whole).
         """
-        _write_atomic(self.run_dir / "results.json", _dumps({"config": config, "records": records}))
+        write_atomic(self.run_dir / "results.json", dumps({"config": config, "records": records}))
         rows = []
         for record in records:
             row = {k: v for k, v in record.items() if k not in ("history", "layer_remaining")}
             for path, value in (record.get("layer_remaining") or {}).items():
                 row[f"remaining:{path}"] = value
-            rows.append({k: _dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
+            rows.append({k: dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
         columns = list(dict.fromkeys(k for row in rows for k in row))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        _write_atomic(self.run_dir / "results.csv", buffer.getvalue())
+        write_atomic(self.run_dir / "results.csv", buffer.getvalue())
 
     @staticmethod
     def read_results(run_dir: str | os.PathLike) -> dict:
@@ -244,45 +328,70 @@ class RunStore:
           run_dir: a run directory.
 
         Returns:
-          ``{"config": dict, "records": list}``.
+          ``{"config": dict, "records": list of dicts}``.
 
         Raises:
-          ValueError: the directory or file is missing, not JSON, or lacks those keys.
+          ValueError: the directory or file is missing, not UTF-8 JSON, or lacks those keys.
+          StorageError: the file exists but cannot be read.
         """
         path = Path(run_dir) / "results.json"
         if not path.is_file():
             raise ValueError(f"read_results: {path} does not exist")
-        results = _read_json(path, "read_results")
+        results = read_json(path, "read_results")
         if not isinstance(results, dict) or not isinstance(results.get("records"), list):
             raise ValueError(f"read_results: {path} needs a 'records' list")
         if not isinstance(results.get("config"), dict):
             raise ValueError(f"read_results: {path} needs a 'config' dict")
+        for i, record in enumerate(results["records"]):
+            if not isinstance(record, dict):
+                raise ValueError(
+                    f"read_results: {path}: records[{i}] must be a dict, got "
+                    f"{type(record).__name__}"
+                )
         return results
 
     def _level_json(self, level: int) -> Path:
         return self.run_dir / f"level_{level:02d}.json"
+
+    def _checkpoints(self) -> Path:
+        # orbax needs an absolute path (NumPy leaves fail on a relative one).
+        return (self.run_dir / "checkpoints").absolute()
+
+    def _run_digest(self) -> str:
+        if self._digest is None:
+            stored = read_json(self.run_dir / "config.json", "RunStore")
+            if not isinstance(stored, dict) or not isinstance(stored.get("digest"), str):
+                raise ValueError(f"RunStore: {self.run_dir / 'config.json'} lacks its 'digest'")
+            self._digest = stored["digest"]
+        return self._digest
 
     def _manager(self) -> ocp.CheckpointManager:
         # A fresh, synchronous manager per operation rereads the disk, so moved-aside levels
         # or another process never leave a stale step cache. Its background tmp-dir cleanup
         # stays off (it races the next manager); a save replaces its own step's tmp dir.
         opts = ocp.CheckpointManagerOptions(enable_async_checkpointing=False)
-        # orbax needs an absolute path (NumPy leaves fail on a relative one).
-        return ocp.CheckpointManager((self.run_dir / "checkpoints").absolute(), options=opts)
+        return ocp.CheckpointManager(self._checkpoints(), options=opts)
 
-    def _discard(self, manager: ocp.CheckpointManager, level: int, problem: str) -> None:
+    def _discard(self, level: int, problem: str) -> None:
+        """Moves level's records to broken/, deletes its checkpoint, and says so."""
+        path = self._level_json(level)
+        done = []
+        with storage_errors(f"cannot set aside broken level {level} in {self.run_dir}"):
+            if path.exists():
+                target = self.run_dir / "broken" / f"{path.name}.{time.time_ns()}"
+                target.parent.mkdir(exist_ok=True)
+                os.replace(path, target)
+                done.append(f"records moved to broken/{target.name}")
+            with self._manager() as manager:
+                if level in manager.all_steps():
+                    manager.delete(level)  # a damaged checkpoint holds nothing worth keeping
+                    done.append("checkpoint deleted")
         warnings.warn(
-            f"run store {self.run_dir}: level {level} {problem}; moved aside to broken/, "
-            "it will be recomputed",
+            f"run store {self.run_dir}: level {level} {problem}; "
+            f"{', '.join(done) or 'nothing was stored'}; it will be recomputed",
             BrokenLevelWarning,
             stacklevel=3,
         )
-        path = self._level_json(level)
-        if path.exists():
-            (self.run_dir / "broken").mkdir(exist_ok=True)
-            os.replace(path, self.run_dir / "broken" / f"{path.name}.{time.time_ns()}")
-        if level in manager.all_steps():
-            manager.delete(level)  # a damaged checkpoint holds nothing worth keeping
         return None
 
 
@@ -290,45 +399,3 @@ def _check_level(level: int) -> int:
     if isinstance(level, bool) or not isinstance(level, int | np.integer) or level < 0:
         raise ValueError(f"level must be an int >= 0, got {level!r}")
     return int(level)
-
-
-def _join(prefix: str, path: str) -> str:
-    return f"{prefix}/{path}" if prefix else path
-
-
-def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    # Names, dtypes and shapes are hashed with the bytes, so a reshaped or retyped array fails.
-    h = hashlib.sha256()
-    for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
-        h.update(_dumps([key, a.dtype.str, list(a.shape)]).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=_json_default)
-
-
-def _json_default(x: Any) -> Any:
-    # Records often carry numpy scalars (accuracies) or small arrays; JSON wants Python types.
-    if isinstance(x, np.generic | np.ndarray) or type(x).__module__.startswith("jax"):
-        return np.asarray(x).tolist()
-    raise TypeError(f"value of type {type(x).__name__} is not JSON serializable: {x!r}")
-
-
-def _read_json(path: Path, who: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{who}: {path} is not valid JSON ({e})") from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # Write, flush to disk, then rename: readers see the old file or the whole new one.
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
