@@ -65,6 +65,7 @@ def with_validation(ds: Dataset, size: int, seed: int = 0) -> Dataset:
         raise ValueError(f"with_validation: data set {ds.name!r} already has a validation split")
     if isinstance(size, bool) or not isinstance(size, int | np.integer):
         raise TypeError(f"with_validation: size must be an int, got {type(size).__name__}")
+    seed = check_int(seed, "with_validation: seed")
     n_train = int(ds.y_train.shape[0])
     if not 1 <= size < n_train:
         raise ValueError(
@@ -110,9 +111,37 @@ def check_fraction(value: float, what: str) -> float:
     Raises:
       ValueError: ``value`` is not strictly between 0 and 1.
     """
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{what} must be a number strictly between 0 and 1, got {value!r}")
     if not 0.0 < float(value) < 1.0:
         raise ValueError(f"{what} must lie strictly between 0 and 1, got {value}")
     return float(value)
+
+
+def check_int(value: int, what: str, *, minimum: int = 0, below: int | None = None) -> int:
+    """Returns ``value`` as a Python int after checking ``minimum <= value (< below)``.
+
+    Floats are refused rather than truncated (``num_samples=100.7`` must not become 100).
+
+    Args:
+      value: the integer to check (a seed, a size).
+      what: the argument's name, for the error message.
+      minimum: the smallest valid value.
+      below: if given, the first invalid value above the range.
+
+    Returns:
+      ``int(value)``.
+
+    Raises:
+      TypeError: ``value`` is not an integer (bools included).
+      ValueError: ``value`` is out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{what} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum or (below is not None and value >= below):
+        upper = f" and < {below}" if below is not None else ""
+        raise ValueError(f"{what} must be >= {minimum}{upper}, got {value}")
+    return int(value)
 
 
 def to_device(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxticket.data.base import Dataset, check_fraction, split_indices, to_device
+from jaxticket.data.base import Dataset, check_fraction, check_int, split_indices, to_device
 
 
 def load_digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -24,11 +24,13 @@ def load_digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
       in [0, 1].
 
     Raises:
-      ValueError: ``test_fraction`` is not strictly between 0 and 1.
+      ValueError: ``test_fraction`` is not strictly between 0 and 1, or ``seed`` < 0.
+      TypeError: ``seed`` is not an int.
     """
     from sklearn.datasets import load_digits as sklearn_digits  # slow import
 
     check_fraction(test_fraction, "test_fraction")
+    seed = check_int(seed, "digits seed")
     raw = sklearn_digits()
     x = (raw.images / 16.0).astype(np.float32)[..., None]
     n = len(raw.target)

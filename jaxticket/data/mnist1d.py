@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxticket.data.base import Dataset, to_device
+from jaxticket.data.base import Dataset, check_int, to_device
 
 #: The length of one sequence with the package defaults.
 SEQUENCE_LENGTH = 40
@@ -43,11 +43,13 @@ def load_mnist1d(*, seed: int = 42, num_samples: int = 5000) -> Dataset:
       A ``Dataset`` named ``"mnist1d"`` with 10 classes and ``float32`` inputs.
 
     Raises:
-      ValueError: ``num_samples`` is below 10 (one example per class).
+      ValueError: ``num_samples`` is below 10 (one example per class), or ``seed`` is
+        outside ``[0, 2**32)``.
+      TypeError: ``seed`` or ``num_samples`` is not an int.
     """
-    if num_samples < 10:
-        raise ValueError(f"num_samples must be at least 10, got {num_samples}")
-    return _generate(int(seed), int(num_samples))
+    seed = check_int(seed, "mnist1d seed", below=2**32)  # numpy's legacy seeding range
+    num_samples = check_int(num_samples, "mnist1d num_samples", minimum=10)
+    return _generate(seed, num_samples)
 
 
 @functools.lru_cache(maxsize=8)

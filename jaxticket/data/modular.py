@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxticket.data.base import Dataset, check_fraction, split_indices, to_device
+from jaxticket.data.base import Dataset, check_fraction, check_int, split_indices, to_device
 
 #: The supported operations, with the word each contributes to the data set's name.
 OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
@@ -35,7 +35,8 @@ def load_modular(
 
     Raises:
       ValueError: unknown ``op``, ``p < 2``, non-prime ``p`` with ``op='/'``, or a
-        ``train_fraction`` that leaves a split empty.
+        ``train_fraction`` that leaves a split empty, or ``seed`` < 0.
+      TypeError: ``seed`` is not an int.
     """
     if op not in OPS:
         raise ValueError(f"op must be one of {list(OPS)}, got {op!r}")
@@ -45,6 +46,7 @@ def load_modular(
     if op == "/" and not _is_prime(p):
         raise ValueError(f"op='/' needs a prime p (so every b != 0 has an inverse), got p={p}")
     check_fraction(train_fraction, "train_fraction")
+    seed = check_int(seed, "modular seed")
 
     a, b = (g.ravel() for g in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
     if op == "/":
