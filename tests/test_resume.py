@@ -1,26 +1,38 @@
 """Resuming a lottery run: a process killed mid-run and rerun ends with exactly the results of
-an uninterrupted run, and a damaged checkpoint is reported and recomputed."""
+an uninterrupted run; a damaged checkpoint, an edited record, swapped levels or levels of
+another run are reported and recomputed; a storage failure loses nothing finished."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxticket import cli
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
-from jaxticket.lottery.store import BrokenLevelWarning, RunStore
+from jaxticket.lottery.store import (
+    BrokenLevelWarning,
+    RunDirectoryBusyError,
+    RunStore,
+    StorageError,
+)
 
 # The tiny run of tests/test_lottery.py and tests/test_cli.py (same compiled programs).
 ARGS = ["lottery", "--levels", "3", "--seeds", "2", "--steps", "40", "--eval-every", "20"]
@@ -49,9 +61,11 @@ def straight_run(tmp_path_factory):
 
 
 def command(out: Path) -> list[str]:
-    # One CPU device, as in this test process: results are bitwise reproducible for a
-    # fixed device count (a different split of the seeds changes float rounding).
-    return [sys.executable, "-m", "jaxticket.cli", *ARGS, "--cpu-devices", "1", "--out", str(out)]
+    # As many CPU devices as this test process has: the device count names the run
+    # directory, and results are bitwise reproducible for a fixed device count (a
+    # different split of the seeds changes float rounding).
+    devices = ["--cpu-devices", str(jax.device_count())]
+    return [sys.executable, "-m", "jaxticket.cli", *ARGS, *devices, "--out", str(out)]
 
 
 def subprocess_env(tmp_path_factory) -> dict[str, str]:
@@ -102,6 +116,8 @@ def test_killed_run_resumes_to_the_results_of_an_uninterrupted_run(
     assert {"level_00.json", "level_01.json"} <= done
     assert f"level_{LAST:02d}.json" not in done
     kept = {n: os.stat(run_dir / n) for n in ("level_00.json", "level_01.json")}
+    # What a kill inside an atomic write leaves behind (named after the killed writer).
+    (run_dir / f".results.json.tmp-{proc.pid}-0123abcd").write_text('{"config": {"mo')
 
     # The same command again, to completion (in this process: the CLI's ``main``).
     stdout = io.StringIO()
@@ -118,14 +134,47 @@ def test_killed_run_resumes_to_the_results_of_an_uninterrupted_run(
     assert (run_dir / "results.csv").read_text() == (straight_run / "results.csv").read_text()
     for level in range(LAST + 1):
         assert_levels_bitwise_equal(run_dir, straight_run, level)
+    assert not [p.name for p in run_dir.iterdir() if ".tmp-" in p.name]
 
 
-# Orbax's failed restore of the damaged file leaves a callback for its closed event loop.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_truncated_checkpoint_is_reported_and_recomputed(tmp_path, straight_run):
+def copy_run(tmp_path, straight_run) -> tuple[Path, Path]:
+    """A copy of the straight run: (its root, its run directory)."""
     root = tmp_path / "runs"
     shutil.copytree(straight_run.parent, root)
-    run_dir = root / straight_run.name
+    return root, root / straight_run.name
+
+
+def stored_config(run_dir: Path) -> LotteryConfig:
+    return LotteryConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
+
+
+def rerun(run_dir: Path, root: Path, config: LotteryConfig | None = None, *, match: str):
+    """run_lottery on ``root``, every BrokenLevelWarning matching ``match``.
+
+    Returns:
+      (the records, the log lines, the warnings' messages).
+    """
+    log: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store, new_records = run_lottery(
+            config or stored_config(run_dir), out_dir=str(root), log=log.append
+        )
+    broken = [str(w.message) for w in caught if issubclass(w.category, BrokenLevelWarning)]
+    assert broken and all(re.search(match, m) for m in broken), broken
+    assert store.run_dir == run_dir
+    return new_records, log, broken
+
+
+def levels_log(*training: int) -> list[str]:
+    return [
+        f"level {lvl}: training" if lvl in training else f"level {lvl}: finished earlier, loaded"
+        for lvl in range(LAST + 1)
+    ]
+
+
+def test_truncated_checkpoint_is_reported_and_recomputed(tmp_path, straight_run, capfd):
+    root, run_dir = copy_run(tmp_path, straight_run)
     data = sorted(
         (p for p in (run_dir / "checkpoints" / "1").rglob("*") if p.is_file() and "/d/" in str(p)),
         key=lambda p: p.stat().st_size,
@@ -133,18 +182,91 @@ def test_truncated_checkpoint_is_reported_and_recomputed(tmp_path, straight_run)
     assert data, "no orbax data files found for level 1"
     with open(data[-1], "r+b") as f:  # the largest chunk holds the weights
         f.truncate(data[-1].stat().st_size // 2)
-
-    config = LotteryConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"])
-    log: list[str] = []
-    with pytest.warns(BrokenLevelWarning, match="level 1 has an unreadable checkpoint"):
-        store, new_records = run_lottery(config, out_dir=str(root), log=log.append)
-    assert store.run_dir == run_dir
-    assert log[1:] == [
-        "level 0: finished earlier, loaded",
-        "level 1: training",
-        "level 2: finished earlier, loaded",
-        "level 3: finished earlier, loaded",
-    ]
+    capfd.readouterr()
+    new_records, log, broken = rerun(run_dir, root, match="level 1 has a damaged checkpoint")
+    # One warning naming the level, the file and what was done; nothing else on stderr.
+    assert len(broken) == 1 and "records moved to broken/level_01.json." in broken[0]
+    assert "checkpoint deleted; it will be recomputed" in broken[0]
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Event loop is closed" not in err, err
+    assert log[1:] == levels_log(1)
     assert len(list((run_dir / "broken").iterdir())) == 1
     assert new_records == records(straight_run) == records(run_dir)
     assert_levels_bitwise_equal(run_dir, straight_run, 1)
+
+
+def test_edited_record_is_reported_and_recomputed(tmp_path, straight_run):
+    root, run_dir = copy_run(tmp_path, straight_run)
+    path = run_dir / "level_02.json"
+    meta = json.loads(path.read_text())
+    meta["records"][0]["test_accuracy_final"] = 1.0  # valid JSON, a plausible value
+    path.write_text(json.dumps(meta))
+    new_records, log, broken = rerun(run_dir, root, match="level 2 has a level_02.json whose")
+    assert len(broken) == 1 and log[1:] == levels_log(2)
+    assert new_records == records(straight_run) == records(run_dir)
+
+
+def test_swapped_levels_are_reported_and_recomputed(tmp_path, straight_run):
+    root, run_dir = copy_run(tmp_path, straight_run)
+    for a, b in (("level_01.json", "level_02.json"), ("checkpoints/1", "checkpoints/2")):
+        os.replace(run_dir / a, run_dir / "swap")
+        os.replace(run_dir / b, run_dir / a)
+        os.replace(run_dir / "swap", run_dir / b)
+    new_records, log, broken = rerun(run_dir, root, match="holding the records of level [12]")
+    assert [re.search(r"level \d", m)[0] for m in broken] == ["level 1", "level 2"]
+    assert log[1:] == levels_log(1, 2)
+    assert new_records == records(straight_run) == records(run_dir)
+    for level in (1, 2):
+        assert_levels_bitwise_equal(run_dir, straight_run, level)
+
+
+def test_levels_copied_from_another_run_are_reported_and_recomputed(tmp_path, straight_run):
+    # A run with one level is another run whose levels 0 and 1 train exactly like the
+    # straight run's: copied in, they would pass for its own but for the run digest.
+    root = tmp_path / "runs"
+    stored = json.loads((straight_run / "config.json").read_text())
+    config = dataclasses.replace(stored_config(straight_run), levels=1)
+    short = RunStore.open(root, {**stored["config"], "levels": 1}, name=stored["name"]).run_dir
+    for name in ("level_00.json", "level_01.json", "checkpoints/0", "checkpoints/1"):
+        copy = shutil.copytree if (straight_run / name).is_dir() else shutil.copy
+        copy(straight_run / name, short / name)
+    new_records, log, broken = rerun(short, root, config, match="copied from another run")
+    assert len(broken) == 2 and log[1:] == ["level 0: training", "level 1: training"]
+    assert new_records == [r for r in records(straight_run) if r["level"] <= 1]
+
+
+def test_storage_failure_mid_run_loses_nothing_finished(tmp_path, straight_run, monkeypatch):
+    root, run_dir = copy_run(tmp_path, straight_run)
+    for level in (2, 3):  # levels 2 and 3 still to compute
+        (run_dir / f"level_{level:02d}.json").unlink()
+        shutil.rmtree(run_dir / "checkpoints" / str(level))
+    save = ocp.CheckpointManager.save
+
+    def read_only_from_level_2(self, step, *args, **kwargs):
+        if step >= 2:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", read_only_from_level_2)
+    with pytest.raises(StorageError) as info:
+        run_lottery(stored_config(run_dir), out_dir=str(root))
+    assert str(info.value) == f"cannot save level 2 in {run_dir}: Read-only file system"
+    monkeypatch.undo()
+    assert RunStore(run_dir).finished_levels() == [0, 1]
+    assert {r["level"] for r in records(run_dir)} == {0, 1}  # results of the finished levels
+    log: list[str] = []
+    _, new_records = run_lottery(stored_config(run_dir), out_dir=str(root), log=log.append)
+    assert log[1:] == levels_log(2, 3)
+    assert new_records == records(straight_run) == records(run_dir)
+
+
+# run_lottery must hold the run directory's lock for the whole run (in imp.py, C1's:
+# ``with store.locked(): ...`` around the level loop); until then this test xfails.
+@pytest.mark.xfail(reason="until run_lottery holds RunStore.locked()", strict=False)
+def test_a_second_run_on_the_same_directory_is_refused(tmp_path, straight_run):
+    root, run_dir = copy_run(tmp_path, straight_run)
+    before = (run_dir / "results.json").read_text()
+    with RunStore(run_dir).locked():  # as another process running the same command would
+        with pytest.raises(RunDirectoryBusyError, match=f"{run_dir} is in use by this process"):
+            run_lottery(stored_config(run_dir), out_dir=str(root))
+    assert (run_dir / "results.json").read_text() == before

@@ -28,9 +28,7 @@ loadable, so a rerun resumes.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -59,6 +57,7 @@ from jaxticket.lottery.store_files import (
     storage_errors,
     write_atomic,
 )
+from jaxticket.lottery.store_results import read_results, write_results
 from jaxticket.lottery.store_seal import arrays_digest, seal, seal_problem
 from jaxticket.lottery.store_tree import flatten_tree, unflatten_into
 
@@ -184,7 +183,10 @@ class RunStore:
             host[key] = np.asarray(value)
             if host[key].dtype == object:
                 raise TypeError(f"save_level: array {key!r} has dtype object, expected numeric")
-        records = json.loads(dumps(records))  # as a load will see them
+        try:
+            records = json.loads(dumps(records))  # as a load will see them
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"save_level: level {level}'s records: {e}") from None
         fields = {
             "level": level,
             "run": self._run_digest(),
@@ -294,61 +296,13 @@ class RunStore:
         return sorted(levels)
 
     def write_results(self, config: dict, records: list[dict]) -> None:
-        """Writes ``results.json`` ({"config", "records"}) and ``results.csv``, atomically.
-
-        The CSV has one row per record, without ``history``, and ``layer_remaining`` spread
-        over ``remaining:<path>`` columns.
-
-        Args:
-          config: the run's config dict.
-          records: the records of every level.
-
-        Raises:
-          StorageError: a file could not be written (the previous one is kept whole).
-        """
-        write_atomic(self.run_dir / "results.json", dumps({"config": config, "records": records}))
-        rows = []
-        for record in records:
-            row = {k: v for k, v in record.items() if k not in ("history", "layer_remaining")}
-            for path, value in (record.get("layer_remaining") or {}).items():
-                row[f"remaining:{path}"] = value
-            rows.append({k: dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_atomic(self.run_dir / "results.csv", buffer.getvalue())
+        """Writes ``results.json`` and ``results.csv`` atomically (``store_results``)."""
+        write_results(self.run_dir, config, records)
 
     @staticmethod
     def read_results(run_dir: str | os.PathLike) -> dict:
-        """Reads ``run_dir/results.json``.
-
-        Args:
-          run_dir: a run directory.
-
-        Returns:
-          ``{"config": dict, "records": list of dicts}``.
-
-        Raises:
-          ValueError: the directory or file is missing, not UTF-8 JSON, or lacks those keys.
-          StorageError: the file exists but cannot be read.
-        """
-        path = Path(run_dir) / "results.json"
-        if not path.is_file():
-            raise ValueError(f"read_results: {path} does not exist")
-        results = read_json(path, "read_results")
-        if not isinstance(results, dict) or not isinstance(results.get("records"), list):
-            raise ValueError(f"read_results: {path} needs a 'records' list")
-        if not isinstance(results.get("config"), dict):
-            raise ValueError(f"read_results: {path} needs a 'config' dict")
-        for i, record in enumerate(results["records"]):
-            if not isinstance(record, dict):
-                raise ValueError(
-                    f"read_results: {path}: records[{i}] must be a dict, got "
-                    f"{type(record).__name__}"
-                )
-        return results
+        """Reads and checks ``run_dir/results.json`` (``store_results.read_results``)."""
+        return read_results(run_dir)
 
     def _level_json(self, level: int) -> Path:
         return self.run_dir / f"level_{level:02d}.json"
