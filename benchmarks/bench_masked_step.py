@@ -1,13 +1,13 @@
-"""Cost of a masked optimizer step: ``masked(optax.adam)`` against dense ``optax.adam``.
+"""Cost of a masked optimizer step: ``zero_pruned(optax.adam)`` against dense ``optax.adam``.
 
 LeNet-300-100 (784-300-100-10, ReLU, softmax cross-entropy), batch 60, random inputs;
 each variant is one jitted ``lax.scan`` of ``--steps`` Adam steps. Variants:
 
 - ``dense``: ``optax.adam``.
-- ``masked``: ``jaxticket.optim.masked(optax.adam)`` at ``--sparsity`` (random mask on the
+- ``masked``: ``jaxticket.zero_pruned(optax.adam)`` at ``--sparsity`` (random mask on the
   three weight matrices, biases unpruned). The forward pass uses the params directly: the
   wrapper keeps pruned weights at exactly zero, so no mask multiply is needed there.
-- ``cond``: ``masked`` inside JaxPruner's per-step design: each step a ``lax.cond`` asks "is
+- ``cond``: ``zero_pruned`` inside JaxPruner's per-step design: each step a ``lax.cond`` asks "is
   this a mask-update step?" and re-prunes by magnitude when it is, and a second ``lax.cond``
   runs the optimizer step or skips it. The condition never holds within the run, so the
   figure is the cost of checking alone.
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxticket.optim import get_mask, masked, replace_mask
+from jaxticket.optim import get_mask, replace_mask, zero_pruned
 
 SIZES = (784, 300, 100, 10)
 BATCH = 60
@@ -54,7 +54,7 @@ def main() -> None:
     ys = jax.random.randint(key_y, (POOL, BATCH), 0, SIZES[-1])
 
     dense_opt = optax.adam(1.2e-3)
-    masked_opt = masked(optax.adam(1.2e-3), mask)
+    masked_opt = zero_pruned(optax.adam(1.2e-3), mask)
     cond_opt = checked_every_step(masked_opt, NEVER)
     opts = {"dense": dense_opt, "masked": masked_opt, "cond": cond_opt}
     variants = {
@@ -116,7 +116,7 @@ class CheckedState(NamedTuple):
 
 
 def checked_every_step(inner, period):
-    """JaxPruner's per-step design around ``inner`` (a ``masked`` optimizer): every step, one
+    """JaxPruner's per-step design around ``inner`` (a ``zero_pruned`` optimizer): every step, one
     ``lax.cond`` may recompute the mask and a second one either skips the optimizer step (on
     mask-update steps) or runs it."""
 

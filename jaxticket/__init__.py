@@ -17,11 +17,13 @@ Pruning (also ``jaxticket.pruning``)
   ``unstructured``, ``n_m``, ``neurons``; ``Pruner``, ``make_pruner``, ``magnitude_pruner``,
   ``random_pruner``, ``snip_pruner``, ``prune``, ``topk_mask``.
 Optimizer
-  ``masked`` (optax wrapper keeping pruned weights exactly zero), ``MaskedState``,
-  ``get_mask``, ``replace_mask``.
+  ``zero_pruned`` (optax wrapper keeping pruned weights exactly zero; not ``optax.masked``,
+  which means the opposite), its state ``PruneMaskState``, ``get_mask``, ``replace_mask``.
+  ``masked`` and ``MaskedState`` are deprecated aliases (DeprecationWarning).
 Training (``jaxticket.train``)
-  ``train_seeds``, ``make_train_fn``, ``TrainResult``, ``seed_mesh``, ``evaluate``; one seed:
-  ``jaxticket.train.train``.
+  ``train_seeds``, ``make_train_fn``, ``TrainResult`` (with ``diverged`` /
+  ``diverged_step``), ``seed_mesh``, ``evaluate``; one seed: ``jaxticket.train.train``.
+  A run whose loss or parameters become non-finite warns ``DivergenceWarning``.
 Workflows (``jaxticket.lottery``)
   ``LotteryConfig``, ``run_lottery``.
 Subpackages
@@ -62,7 +64,7 @@ from jaxticket.masks import (
     sparsity_by_leaf,
     validate_mask,
 )
-from jaxticket.optim import MaskedState, get_mask, masked, replace_mask
+from jaxticket.optim import PruneMaskState, get_mask, replace_mask, zero_pruned
 from jaxticket.pruning import (
     Pruner,
     er,
@@ -86,6 +88,7 @@ from jaxticket.pruning import (
     weighted_sum,
 )
 from jaxticket.train import (
+    DivergenceWarning,
     TrainResult,
     evaluate,
     make_train_fn,
@@ -96,9 +99,10 @@ from jaxticket.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DivergenceWarning",
     "LotteryConfig",
-    "MaskedState",
     "Pruner",
+    "PruneMaskState",
     "TrainResult",
     "alive_by_leaf",
     "apply_mask",
@@ -124,7 +128,6 @@ __all__ = [
     "mask_and",
     "mask_not",
     "mask_or",
-    "masked",
     "models",
     "n_m",
     "neurons",
@@ -147,4 +150,14 @@ __all__ = [
     "unstructured",
     "validate_mask",
     "weighted_sum",
+    "zero_pruned",
 ]
+
+
+def __getattr__(name: str):
+    # ``masked`` / ``MaskedState``: deprecated aliases, forwarded with their warning.
+    if name in ("masked", "MaskedState"):
+        from jaxticket.optim import deprecated_alias
+
+        return deprecated_alias(name, stacklevel=3)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,18 +1,22 @@
 """Tests for jaxticket.optim: pruned weights stay exactly zero under any inner optimizer."""
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import optax.tree_utils as otu
 import pytest
 from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import jaxticket
+from jaxticket import optim
 from jaxticket.masks import dense_mask
-from jaxticket.optim import MaskedState, get_mask, masked, replace_mask
+from jaxticket.optim import PruneMaskState, get_mask, replace_mask, zero_pruned
 
 SETTINGS = settings(max_examples=20, deadline=None)
 STEPS = 50
@@ -23,7 +27,7 @@ INNER = {
     "adam": optax.adam(1e-2),
     "adamw": optax.adamw(1e-2, weight_decay=0.5),
 }
-MASKED = {name: masked(opt) for name, opt in INNER.items()}
+MASKED = {name: zero_pruned(opt) for name, opt in INNER.items()}
 
 
 @st.composite
@@ -97,7 +101,7 @@ def test_moments_never_accumulate_for_pruned_weights():
     params = {"w": jnp.ones((3, 4))}
     mask = {"w": jnp.arange(12).reshape(3, 4) % 2 == 0}
     grads = {"w": jnp.ones((STEPS, 3, 4))}
-    _, state = run(masked(optax.adam(1e-2), mask), params, grads)
+    _, state = run(zero_pruned(optax.adam(1e-2), mask), params, grads)
     adam_state = state.inner_state[0]
     for moment in (adam_state.mu["w"], adam_state.nu["w"]):
         assert np.all(np.asarray(moment)[~np.asarray(mask["w"])] == 0.0)
@@ -105,7 +109,7 @@ def test_moments_never_accumulate_for_pruned_weights():
 
 def test_dense_mask_by_default_and_none_leaves_pass_through():
     params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones((2,))}}
-    opt = masked(optax.sgd(0.1, momentum=0.9))
+    opt = zero_pruned(optax.sgd(0.1, momentum=0.9))
     state = opt.init(params)
     assert get_mask(state)["dense"]["bias"] is None
     mask = {"dense": {"kernel": jnp.array([[True, False]] * 3), "bias": None}}
@@ -119,19 +123,27 @@ def test_dense_mask_by_default_and_none_leaves_pass_through():
     )
 
 
-def test_without_params_pruned_updates_are_zero():
+def test_update_without_params_is_an_error():
+    # Without params the wrapper cannot pin a pruned weight that is not zero (one whose
+    # mask was never applied) to zero: it refuses instead of leaving it there forever.
     params = {"w": jnp.ones((2, 2))}
-    mask = {"w": jnp.eye(2, dtype=bool)}
-    opt = masked(optax.sgd(1.0), mask)
-    updates, _ = opt.update({"w": jnp.ones((2, 2))}, opt.init(params))
-    np.testing.assert_array_equal(updates["w"], -jnp.eye(2))
+    opt = zero_pruned(optax.sgd(1.0), {"w": jnp.eye(2, dtype=bool)})
+    state = opt.init(params)
+    with pytest.raises(ValueError, match="zero_pruned needs params") as err:
+        opt.update({"w": jnp.ones((2, 2))}, state)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="zero_pruned needs params"):
+        jax.jit(opt.update)({"w": jnp.ones((2, 2))}, state)
+    # With params, a pruned weight that was 1.0 lands on 0.0 after one step.
+    updates, _ = opt.update({"w": jnp.ones((2, 2))}, state, params)
+    np.testing.assert_array_equal(optax.apply_updates(params, updates)["w"], jnp.zeros((2, 2)))
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_apply_updates_keeps_dtype(dtype):
     params = {"w": jnp.full((4, 4), 0.3, dtype)}
     mask = {"w": jnp.tril(jnp.ones((4, 4), bool))}
-    opt = masked(optax.adamw(1e-2, weight_decay=0.1), mask)
+    opt = zero_pruned(optax.adamw(1e-2, weight_decay=0.1), mask)
     grads = {"w": jnp.ones((STEPS, 4, 4), dtype)}
     final, _ = run(opt, params, grads)
     assert final["w"].dtype == dtype
@@ -140,7 +152,7 @@ def test_apply_updates_keeps_dtype(dtype):
 
 def test_replace_mask_inside_jit():
     params = {"w": jnp.full((3, 3), 2.0)}
-    opt = masked(optax.adam(1e-2))
+    opt = zero_pruned(optax.adam(1e-2))
     state = opt.init(params)
 
     @jax.jit
@@ -159,12 +171,12 @@ def test_replace_and_get_mask_inside_chain_and_inject_hyperparams():
     params = {"w": jnp.ones((2, 3)), "b": jnp.ones((3,))}
     new_mask = {"b": None, "w": jnp.array([[True, False, True]] * 2)}
     opts = [
-        optax.chain(optax.clip_by_global_norm(1.0), masked(optax.adam(1e-2))),
-        optax.inject_hyperparams(lambda learning_rate: masked(optax.adam(learning_rate)))(
+        optax.chain(optax.clip_by_global_norm(1.0), zero_pruned(optax.adam(1e-2))),
+        optax.inject_hyperparams(lambda learning_rate: zero_pruned(optax.adam(learning_rate)))(
             learning_rate=1e-2
         ),
-        optax.chain(optax.chain(optax.identity(), masked(optax.sgd(1.0)))),
-        masked(optax.chain(optax.clip(1.0), optax.adamw(1e-2, weight_decay=1.0))),
+        optax.chain(optax.chain(optax.identity(), zero_pruned(optax.sgd(1.0)))),
+        zero_pruned(optax.chain(optax.clip(1.0), optax.adamw(1e-2, weight_decay=1.0))),
     ]
     for opt in opts:
         state = replace_mask(opt.init(params), new_mask)
@@ -176,13 +188,13 @@ def test_replace_and_get_mask_inside_chain_and_inject_hyperparams():
         assert np.all(final["w"][:, 0] != 0.0)
 
 
-def test_get_and_replace_mask_need_one_masked_state():
+def test_get_and_replace_mask_need_one_prune_mask_state():
     state = optax.adam(1e-3).init({"w": jnp.ones((2, 2))})
-    with pytest.raises(ValueError, match="MaskedState"):
+    with pytest.raises(ValueError, match="PruneMaskState.*zero_pruned"):
         get_mask(state)
-    with pytest.raises(ValueError, match="MaskedState"):
+    with pytest.raises(ValueError, match="PruneMaskState.*zero_pruned"):
         replace_mask(state, {"w": jnp.ones((2, 2), bool)})
-    two = optax.chain(masked(optax.sgd(1.0)), masked(optax.sgd(1.0)))
+    two = optax.chain(zero_pruned(optax.sgd(1.0)), zero_pruned(optax.sgd(1.0)))
     with pytest.raises(ValueError, match="found 2"):
         get_mask(two.init({"w": jnp.ones((2, 2))}))
 
@@ -190,21 +202,21 @@ def test_get_and_replace_mask_need_one_masked_state():
 def test_init_rejects_bad_masks_naming_the_leaf():
     params = {"a": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones((3,))}}
     ok = {"a": {"kernel": jnp.ones((2, 3), bool), "bias": None}}
-    masked(optax.sgd(1.0), ok).init(params)
+    zero_pruned(optax.sgd(1.0), ok).init(params)
     bad_shape = {"a": {"kernel": jnp.ones((3, 2), bool), "bias": None}}
     with pytest.raises(ValueError, match="a/kernel"):
-        masked(optax.sgd(1.0), bad_shape).init(params)
+        zero_pruned(optax.sgd(1.0), bad_shape).init(params)
     bad_dtype = {"a": {"kernel": jnp.ones((2, 3), jnp.float32), "bias": None}}
     with pytest.raises(TypeError, match="a/kernel"):
-        masked(optax.sgd(1.0), bad_dtype).init(params)
+        zero_pruned(optax.sgd(1.0), bad_dtype).init(params)
     bad_structure = {"a": {"kernel": jnp.ones((2, 3), bool)}}
     with pytest.raises(ValueError, match="a/bias"):
-        masked(optax.sgd(1.0), bad_structure).init(params)
+        zero_pruned(optax.sgd(1.0), bad_structure).init(params)
 
 
 def test_replace_mask_rejects_bad_masks_naming_the_leaf():
     params = {"a": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones((3,))}}
-    state = masked(optax.adam(1e-3)).init(params)
+    state = zero_pruned(optax.adam(1e-3)).init(params)
     with pytest.raises(ValueError, match="a/kernel"):
         replace_mask(state, {"a": {"kernel": jnp.ones((3, 2), bool), "bias": None}})
     with pytest.raises(TypeError, match="a/kernel"):
@@ -220,10 +232,10 @@ def test_flax_nnx_state_params():
     params = nnx.state(model, nnx.Param)
     mask = dense_mask(params)
     mask["layers"][0]["kernel"][...] = jnp.arange(12).reshape(4, 3) % 3 == 0
-    opt = masked(optax.adamw(1e-2, weight_decay=0.5), mask)
+    opt = zero_pruned(optax.adamw(1e-2, weight_decay=0.5), mask)
     grads = jax.tree.map(lambda p: jnp.ones((STEPS, *p.shape)), params)
     final, state = run(opt, params, grads)
-    assert isinstance(state, MaskedState)
+    assert isinstance(state, PruneMaskState)
     kernel = np.asarray(final["layers"][0]["kernel"][...])
     keep = np.asarray(mask["layers"][0]["kernel"][...])
     assert np.all(kernel[~keep] == 0.0) and np.all(kernel[keep] != 0.0)
@@ -231,3 +243,68 @@ def test_flax_nnx_state_params():
     np.testing.assert_allclose(
         final["layers"][1]["bias"][...], want["layers"][1]["bias"][...], rtol=1e-6
     )
+
+
+# -- composition with optax.inject_hyperparams and optax.tree_utils ----------------------
+
+
+def test_hyperparams_reachable_and_settable_through_the_wrapper():
+    params = {"w": jnp.full((2, 2), 3.0)}
+    mask = {"w": jnp.array([[True, False], [True, True]])}
+    grads = {"w": jnp.full((2, 2), 2.0)}
+    opt = zero_pruned(optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), mask)
+    state = opt.init(params)
+    np.testing.assert_allclose(state.hyperparams["learning_rate"], 0.1)
+    np.testing.assert_allclose(otu.tree_get(state, "learning_rate"), 0.1)
+    # SGD by hand: alive weights move by -lr * g, the pruned one by -p (lands on 0).
+    updates, _ = opt.update(grads, state, params)
+    np.testing.assert_allclose(updates["w"], [[-0.2, -3.0], [-0.2, -0.2]], rtol=1e-6)
+    state = otu.tree_set(state, learning_rate=jnp.asarray(0.5))
+    assert isinstance(state, PruneMaskState)
+    np.testing.assert_allclose(state.hyperparams["learning_rate"], 0.5)
+    updates, state = opt.update(grads, state, params)
+    np.testing.assert_allclose(updates["w"], [[-1.0, -3.0], [-1.0, -1.0]], rtol=1e-6)
+    np.testing.assert_allclose(otu.tree_get(state, "learning_rate"), 0.5)  # kept by update
+
+
+def test_wrapper_inside_inject_hyperparams_and_in_a_chain():
+    params = {"w": jnp.ones((2, 2))}
+    inside = optax.inject_hyperparams(lambda learning_rate: zero_pruned(optax.sgd(learning_rate)))
+    state = inside(learning_rate=0.25).init(params)
+    np.testing.assert_allclose(otu.tree_get(state, "learning_rate"), 0.25)
+    chained = zero_pruned(
+        optax.chain(optax.clip(1.0), optax.inject_hyperparams(optax.adam)(learning_rate=0.3))
+    )
+    state = chained.init(params)
+    np.testing.assert_allclose(state.hyperparams["learning_rate"], 0.3)
+    plain = zero_pruned(optax.adam(1e-3)).init(params)
+    with pytest.raises(AttributeError, match="inject_hyperparams"):
+        plain.hyperparams  # noqa: B018
+
+
+# -- deprecated names --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "owner, name, new",
+    [
+        (jaxticket, "masked", zero_pruned),
+        (jaxticket, "MaskedState", PruneMaskState),
+        (optim, "masked", zero_pruned),
+        (optim, "MaskedState", PruneMaskState),
+    ],
+)
+def test_old_names_are_deprecated_aliases(owner, name, new):
+    with pytest.warns(DeprecationWarning, match=f"{name} is deprecated.*{new.__name__}"):
+        assert getattr(owner, name) is new
+    with pytest.warns(DeprecationWarning):
+        exec(f"from {owner.__name__} import {name}", {})
+    assert name not in getattr(owner, "__all__", [])
+
+
+def test_new_names_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert jaxticket.zero_pruned is zero_pruned
+        assert jaxticket.PruneMaskState is PruneMaskState
+        zero_pruned(optax.sgd(0.1)).init({"w": jnp.ones((2, 2))})

@@ -1,10 +1,12 @@
 """The training engine: a whole run is one jitted ``lax.scan`` program; vmap runs seeds."""
 
+from jaxticket.train.divergence import DivergenceWarning
 from jaxticket.train.engine import TrainResult, TrainState, make_train_fn
 from jaxticket.train.evaluate import cross_entropy, evaluate
 from jaxticket.train.runner import check_compatible, seed_mesh, train, train_seeds
 
 __all__ = [
+    "DivergenceWarning",
     "TrainResult",
     "TrainState",
     "check_compatible",

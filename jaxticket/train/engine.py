@@ -8,6 +8,17 @@ an optax optimizer wrapped so pruned weights stay exactly zero, evaluation on th
 requested steps (rewind points). Steps run inside ``lax.scan``; nothing returns to Python
 until the run ends, so ``jax.vmap`` of the function trains many seeds in one program.
 
+The scan runs over a table of segments (``timeline``), led by a zero-length row for the
+model before training. :func:`make_engine` exposes the same run in three parts (start,
+rows, finish); running the table's rows in a few calls instead of one gives the same bits
+and lets the host move a progress bar between calls with no host callback in the
+compiled program (``jaxticket.train.progress``), so that program can be written to JAX's
+persistent compilation cache.
+
+Divergence (``jaxticket.train.divergence``): at every segment end the run checks that its
+accumulated training loss and its variables are finite, carrying the first step where
+they were not; ``TrainResult.diverged`` / ``diverged_step`` report it.
+
 History holds one entry per evaluation (O(evaluations) memory, not O(steps)); entry 0 is
 the model before training.
 """
@@ -23,8 +34,9 @@ import numpy as np
 import optax
 
 from jaxticket.masks import apply_mask, validate_mask
-from jaxticket.optim import masked
+from jaxticket.optim import zero_pruned
 from jaxticket.train import order, timeline
+from jaxticket.train.divergence import any_nonfinite, first_divergence
 from jaxticket.train.evaluate import cross_entropy, evaluate
 
 
@@ -46,6 +58,11 @@ class TrainResult(NamedTuple):
       history: ``{"step", "train_loss", "test_loss", "test_accuracy"[, "val_loss",
         "val_accuracy"]}``, each an array with one entry per evaluation.
       snapshots: one ``(params, model_state)`` per requested snapshot step, in order.
+      diverged: whether the training loss or any parameter / model-state entry became NaN
+        or infinite during the run (``bool``).
+      diverged_step: the first segment end (evaluation or snapshot step, or the start of
+        the run) at which that was seen, ``-1`` if never (``int32``). A loss that is
+        non-finite at any step is caught at the end of its segment.
     """
 
     params: Any
@@ -53,6 +70,38 @@ class TrainResult(NamedTuple):
     opt_state: Any
     history: dict[str, jax.Array]
     snapshots: tuple[tuple[Any, Any], ...]
+    diverged: jax.Array
+    diverged_step: jax.Array
+
+
+class RunCarry(NamedTuple):
+    """What the scan over segments carries (and what passes between chunked calls)."""
+
+    state: TrainState
+    snapshots: tuple[tuple[Any, Any], ...]
+    diverged_step: jax.Array
+
+
+class Engine(NamedTuple):
+    """One run cut into parts; ``make_train_fn`` composes them into one function.
+
+    Attributes:
+      rows: ``int32[rows, 4]`` segment table (index, start, length, evaluate); row 0 is
+        the zero-length "before training" row.
+      start: ``start(params, model_state, mask, data) -> RunCarry``.
+      run: ``run(carry, rows, mask, data_key, dropout_key, data) -> (carry, records)``
+        runs any consecutive rows of the table (or :func:`padding` rows, which do
+        nothing); ``records`` has one entry per row.
+      finish: ``finish(carry, *records) -> TrainResult`` from the records of all rows,
+        given in order in one or more pieces (padding rows included or not).
+      step_after: the absolute step reached after each row (a host-side list).
+    """
+
+    rows: np.ndarray
+    start: Callable[..., RunCarry]
+    run: Callable[..., tuple[RunCarry, dict[str, jax.Array]]]
+    finish: Callable[..., TrainResult]
+    step_after: list[int]
 
 
 BoundaryFn = Callable[[TrainState, jax.Array], TrainState]
@@ -75,7 +124,7 @@ def make_train_fn(
 
     Args:
       model: a ``jaxticket.models.Model`` (``apply(params, state, x, *, train, key)``).
-      optimizer: any optax optimizer; it is wrapped with ``jaxticket.optim.masked`` when
+      optimizer: any optax optimizer; it is wrapped with ``jaxticket.zero_pruned`` when
         a mask is given, so pruned weights stay exactly zero.
       steps: number of optimizer steps.
       batch_size: minibatch size; epochs are reshuffled, a partial last batch is dropped.
@@ -86,12 +135,55 @@ def make_train_fn(
       eval_batch_size: largest chunk the evaluation runs at once.
       on_eval: optional ``fn(state, step) -> state`` run after each evaluation; this is
         where a schedule may replace the mask, outside the per-step path.
-      progress: optional host callback receiving the step after each evaluation.
+      progress: optional host callback receiving the step after each segment, through
+        ``jax.debug.callback`` (JAX then never writes the program to its persistent
+        compilation cache; ``train_seeds(show_progress=True)`` does without it).
 
     Returns:
-      A pure, jittable and vmappable function returning a :class:`TrainResult`.
-      ``mask`` may be ``None`` (dense training).
+      A pure, jittable and vmappable function returning a :class:`TrainResult`: one
+      program for the whole run. ``mask`` may be ``None`` (dense training).
     """
+    engine = make_engine(
+        model,
+        optimizer,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        snapshot_steps=snapshot_steps,
+        start_step=start_step,
+        eval_batch_size=eval_batch_size,
+        on_eval=on_eval,
+        progress=progress,
+    )
+
+    def train_fn(params, model_state, mask, data_key, dropout_key, data) -> TrainResult:
+        carry = engine.start(params, model_state, mask, data)
+        rows = jnp.asarray(engine.rows)
+        carry, records = engine.run(carry, rows, mask, data_key, dropout_key, data)
+        return engine.finish(carry, records)
+
+    return train_fn
+
+
+def padding(n: int, steps: int) -> np.ndarray:
+    """``n`` table rows that do nothing (no steps, no evaluation, no snapshot)."""
+    return np.tile(np.asarray([[-1, steps, 0, 0]], np.int32), (n, 1))
+
+
+def make_engine(
+    model,
+    optimizer: optax.GradientTransformation,
+    *,
+    steps: int,
+    batch_size: int,
+    eval_every: int | None = None,
+    snapshot_steps: tuple[int, ...] = (),
+    start_step: int = 0,
+    eval_batch_size: int = 1024,
+    on_eval: BoundaryFn | None = None,
+    progress: Callable[[Any], None] | None = None,
+) -> Engine:
+    """The parts of the run :func:`make_train_fn` builds (same arguments)."""
     eval_every = steps if eval_every is None else eval_every
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -104,25 +196,49 @@ def make_train_fn(
             )
     relative_snapshots = tuple(s - start_step for s in snapshot_steps)
     segments = timeline.segments(steps, eval_every, relative_snapshots)
-    # The segment after which each snapshot is taken (-1: before training).
-    snapshot_segments = [
-        next((i for i, seg in enumerate(segments) if seg.start + seg.length == s), -1)
+    rows = np.asarray(
+        [[0, 0, 0, 1]] + [[seg.index + 1, seg.start, seg.length, seg.evaluate] for seg in segments],
+        np.int32,
+    )
+    # The row after which each snapshot is taken (row 0: before training).
+    snapshot_rows = [
+        next(i for i, (_, start, length, _) in enumerate(rows) if start + length == s)
         for s in relative_snapshots
     ]
+    eval_rows = np.flatnonzero(rows[:, 3])
+    n_epochs_max = max(seg.length for seg in segments)
 
-    def train_fn(params, model_state, mask, data_key, dropout_key, data) -> TrainResult:
+    def opt_for(mask):
+        return optimizer if mask is None else zero_pruned(optimizer, mask)
+
+    def check_data(data) -> int:
         n_train = data.x_train.shape[0]
         if batch_size > n_train:
             raise ValueError(
                 f"batch_size {batch_size} is larger than the training set ({n_train} examples)"
             )
-        per_epoch = n_train // batch_size
-        if mask is None:
-            opt = optimizer
-        else:
+        return n_train
+
+    def start(params, model_state, mask, data) -> RunCarry:
+        check_data(data)
+        if mask is not None:
             validate_mask(mask, params)
             params = apply_mask(params, mask)
-            opt = masked(optimizer, mask)
+        state = TrainState(
+            params,
+            model_state,
+            opt_for(mask).init(params),
+            jnp.zeros(()),
+            jnp.zeros((), jnp.int32),
+        )
+        snaps = tuple((params, model_state) for _ in snapshot_steps)
+        return RunCarry(state, snaps, jnp.asarray(-1, jnp.int32))
+
+    def run(carry: RunCarry, table, mask, data_key, dropout_key, data):
+        n_train = check_data(data)
+        per_epoch = n_train // batch_size
+        opt = opt_for(mask)
+        n_epochs = n_epochs_max // per_epoch + 2
 
         def metrics(state: TrainState, step) -> dict[str, jax.Array]:
             out = {
@@ -165,33 +281,45 @@ def make_train_fn(
                 opt_state,
                 state.loss_sum + loss,
                 state.loss_count + 1,
-            ), None
-
-        n_epochs = max(seg.length for seg in segments) // per_epoch + 2
+            )
 
         def run_segment(state: TrainState, start, length):
             # Round keys of the epochs this segment touches; each step computes its own
             # batch's indices of the epoch's permutation (no sort, O(1) memory).
             first_epoch = start // per_epoch
             keys = order.epoch_keys(data_key, first_epoch + jnp.arange(n_epochs))
-            body = lambda j, s: step_fn(s, start + j, keys, first_epoch)[0]
+            body = lambda j, s: step_fn(s, start + j, keys, first_epoch)
             return jax.lax.fori_loop(0, length, body, state)
 
-        def one(carry, seg):
+        def one(carry: RunCarry, row):
             # The step, the shuffle and the evaluation are traced once, whatever the
             # number of segments: compile time does not grow with snapshots or groups.
-            state, snaps = carry
-            index, start, length, is_eval = seg
+            state, snaps, diverged_step = carry
+            index, start, length, is_eval = row[0], row[1], row[2], row[3].astype(bool)
             state = run_segment(state, start_step + start, length)
             end = start_step + start + length
-            record = metrics(state, end)
-            keep = jnp.logical_not(is_eval)
+            # One reduction per segment: a non-finite loss at any step of it leaves the
+            # loss sum non-finite (it is reset below, after this check).
+            bad = jnp.logical_not(jnp.isfinite(state.loss_sum)) | any_nonfinite(
+                state.params, state.model_state
+            )
+            diverged_step = first_divergence(diverged_step, bad, end)
+            # The table is never batched over seeds, so this stays a branch under vmap:
+            # snapshot-only and padding rows skip the evaluation.
+            record = jax.lax.cond(
+                is_eval,
+                metrics,
+                lambda s, e: jax.tree.map(jnp.zeros_like, jax.eval_shape(metrics, s, e)),
+                state,
+                end,
+            )
             state = state._replace(
-                loss_sum=jnp.where(keep, state.loss_sum, 0.0),
-                loss_count=jnp.where(keep, state.loss_count, 0),
+                loss_sum=jnp.where(is_eval, 0.0, state.loss_sum),
+                loss_count=jnp.where(is_eval, 0, state.loss_count),
             )
             if on_eval is not None:
-                state = jax.lax.cond(is_eval, lambda s: on_eval(s, end), lambda s: s, state)
+                hook = is_eval & (length > 0)  # not before training
+                state = jax.lax.cond(hook, lambda s: on_eval(s, end), lambda s: s, state)
             if progress is not None:
                 jax.debug.callback(progress, end)
             current = (state.params, state.model_state)
@@ -199,27 +327,24 @@ def make_train_fn(
                 jax.tree.map(
                     lambda new, old, at=at: jnp.where(index == at, new, old), current, snap
                 )
-                for at, snap in zip(snapshot_segments, snaps, strict=True)
+                for at, snap in zip(snapshot_rows, snaps, strict=True)
             )
-            return (state, snaps), record
+            return RunCarry(state, snaps, diverged_step), record
 
-        state = TrainState(
-            params, model_state, opt.init(params), jnp.zeros(()), jnp.zeros((), jnp.int32)
-        )
-        first = jax.tree.map(lambda v: v[None], metrics(state, start_step))
-        snaps = tuple((state.params, state.model_state) for _ in snapshot_steps)
-        table = tuple(
-            jnp.asarray([getattr(seg, f) for seg in segments], dtype)
-            for f, dtype in (
-                ("index", jnp.int32),
-                ("start", jnp.int32),
-                ("length", jnp.int32),
-                ("evaluate", bool),
-            )
-        )
-        (state, snaps), records = jax.lax.scan(one, (state, snaps), table)
-        eval_rows = np.asarray([i for i, seg in enumerate(segments) if seg.evaluate])
-        history = jax.tree.map(lambda a, b: jnp.concatenate([a, b[eval_rows]]), first, records)
-        return TrainResult(state.params, state.model_state, state.opt_state, history, snaps)
+        return jax.lax.scan(one, carry, table)
 
-    return train_fn
+    def finish(carry: RunCarry, *records) -> TrainResult:
+        history = jax.tree.map(lambda *r: jnp.concatenate(r)[eval_rows], *records)
+        state = carry.state
+        return TrainResult(
+            state.params,
+            state.model_state,
+            state.opt_state,
+            history,
+            carry.snapshots,
+            carry.diverged_step >= 0,
+            carry.diverged_step,
+        )
+
+    step_after = [start_step + int(r[1] + r[2]) for r in rows]
+    return Engine(rows, start, run, finish, step_after)

@@ -1,5 +1,12 @@
 """Front doors to the engine: one seed (``train``) or many seeds in one program
-(``train_seeds``), optionally with the seed axis spread over devices."""
+(``train_seeds``), optionally with the seed axis spread over devices.
+
+Compiled programs are cached by value (``jaxticket.train.cache_key``): a fresh
+``optax.adam(1e-3)`` or a second ``models.get("mlp", ...)`` with the same options reuses
+the program the first one compiled. A run with a progress bar is cut into a few calls of
+one chunk program (``jaxticket.train.progress``), with no host callback, so it too can be
+written to JAX's persistent compilation cache.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +20,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxticket._paths import leaves_with_paths
-from jaxticket.train.engine import TrainResult, make_train_fn
-from jaxticket.train.progress import progress_bar, report_progress
+from jaxticket.train.cache_key import ByValue
+from jaxticket.train.divergence import warn_if_diverged
+from jaxticket.train.engine import TrainResult, make_engine
+from jaxticket.train.progress import ChunkedRun
 
 SEED_AXIS = "seeds"
 
@@ -50,12 +59,15 @@ def train(
 ) -> TrainResult:
     """Trains one seed. ``key`` makes the init (when ``params`` is None) and the data order.
 
+    Warns :class:`~jaxticket.train.DivergenceWarning` (after the run) when the loss or the
+    parameters became non-finite; ``result.diverged`` / ``result.diverged_step`` say so too.
+
     Example::
 
         model = jaxticket.models.get("mlp", input_shape=(40,), num_classes=10)
         data = jaxticket.data.load("mnist1d")
-        result = jaxticket.train(model, data, optax.adam(1e-3), key=jax.random.key(0),
-                                 steps=2000, batch_size=100, eval_every=200)
+        result = jaxticket.train.train(model, data, optax.adam(1e-3), key=jax.random.key(0),
+                                       steps=2000, batch_size=100, eval_every=200)
         result.history["test_accuracy"][-1]
     """
     result = train_seeds(
@@ -72,8 +84,9 @@ def train(
         mask=mask,
         snapshot_steps=snapshot_steps,
         show_progress=show_progress,
+        _stacklevel=3,
     )
-    return jax.tree.map(lambda x: x[0], result)
+    return _take_first(result)
 
 
 def train_seeds(
@@ -94,6 +107,7 @@ def train_seeds(
     start_step: int = 0,
     mesh: Mesh | None = None,
     show_progress: bool = False,
+    _stacklevel: int = 2,
 ) -> TrainResult:
     """Trains N seeds as one vmapped program; results are stacked on a leading seed axis.
 
@@ -110,7 +124,14 @@ def train_seeds(
         this costs no wall time). On a CPU-only machine, one device per core
         (``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` before JAX starts)
         and ``mesh=seed_mesh()`` train seeds in parallel on all cores.
+      show_progress: a progress bar; the results are bit-identical without it.
       Other arguments as in :func:`jaxticket.train.make_train_fn`.
+
+    Returns:
+      The :class:`TrainResult`, stacked over seeds (``diverged``: ``bool[N]``,
+      ``diverged_step``: ``int32[N]``). When some seeds diverged (non-finite loss or
+      parameters), a :class:`~jaxticket.train.DivergenceWarning` names them and the step,
+      once, after the run.
     """
     check_compatible(model, data)
     n = init_keys.shape[0]
@@ -144,14 +165,13 @@ def train_seeds(
         args = [padded.pop(0) if p else a for a, p in zip(args, per_seed, strict=True)]
     if mesh is not None:
         args = [_shard(a, mesh) if p else a for a, p in zip(args, per_seed, strict=True)]
-    with progress_bar(start_step + steps, enabled=show_progress):
-        result = fn(*args, data)
+    result = fn(*args, data)
     if pad:  # n seeds cannot be split evenly: gather them on the mesh's first device
         result = _take_seeds(jax.device_put(result, mesh.devices.flat[0]), n)
+    warn_if_diverged(result.diverged_step, stacklevel=_stacklevel + 1)
     return result
 
 
-@functools.lru_cache(maxsize=32)
 def compiled_train_fn(
     model,
     optimizer,
@@ -165,28 +185,95 @@ def compiled_train_fn(
     progress: bool,
     mesh: Mesh | None = None,
 ):
-    """The jitted, seed-vmapped train function; cached so repeated runs (IMP levels,
-    controls) with the same configuration compile once. With a ``mesh`` the seeds are
-    split over its (first) axis and every output stays split the same way."""
-    fn = make_train_fn(
-        model,
-        optimizer,
+    """The jitted, seed-vmapped train function, cached by value: repeated runs (IMP
+    levels, controls, a fresh but equal optimizer or model) with the same configuration
+    compile once (see ``jaxticket.train.cache_key`` for what counts as equal).
+
+    With a ``mesh`` the seeds are split over its (first) axis and every output stays split
+    the same way. With ``progress`` the run is a :class:`~jaxticket.train.progress.ChunkedRun`
+    (the same computation in a few calls, with a bar).
+    """
+    return _compiled_train_fn(
+        ByValue(model),
+        ByValue(optimizer),
         steps=steps,
         batch_size=batch_size,
         eval_every=eval_every,
         snapshot_steps=snapshot_steps,
         start_step=start_step,
-        progress=report_progress if progress else None,
+        mask_per_seed=mask_per_seed,
+        progress=progress,
+        mesh=mesh,
     )
-    batched = jax.vmap(fn, in_axes=(0, 0, 0 if mask_per_seed else None, 0, 0, None))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_train_fn(
+    model: ByValue,
+    optimizer: ByValue,
+    *,
+    steps: int,
+    batch_size: int,
+    eval_every: int | None,
+    snapshot_steps: tuple[int, ...],
+    start_step: int,
+    mask_per_seed: bool,
+    progress: bool,
+    mesh: Mesh | None,
+):
+    config = dict(
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        snapshot_steps=snapshot_steps,
+        start_step=start_step,
+    )
+    engine = make_engine(model.value, optimizer.value, **config)
+    m = mask_per_seed
+    start = jax.vmap(engine.start, in_axes=_axes((True, True, m, False)))
+    run = jax.vmap(engine.run, in_axes=_axes((True, False, m, True, True, False)))
+    finish = jax.vmap(engine.finish)
+    if progress:
+        return ChunkedRun(
+            engine,
+            _on_mesh(start, (True, True, m, False), mesh),
+            _on_mesh(run, (True, False, m, True, True, False), mesh),
+            _on_mesh(finish, None, mesh),
+            total=start_step + steps,
+        )
+    rows = engine.rows
+
+    def whole(params, model_state, mask, data_key, dropout_key, data):
+        # The parts a ChunkedRun calls separately, in one program. Vmapping them one by
+        # one (not their composition) batches the carry over seeds in both (a seed-free
+        # count stays a scalar under one vmap), and the barrier keeps XLA from
+        # specializing the scan on the initial state: the scan body compiles the same
+        # way, so a run with a progress bar gives the same bits as one without.
+        carry = jax.lax.optimization_barrier(start(params, model_state, mask, data))
+        carry, records = run(carry, rows, mask, data_key, dropout_key, data)
+        return finish(carry, records)
+
+    return _on_mesh(whole, (True, True, m, True, True, False), mesh)
+
+
+def _axes(per_seed: tuple[bool, ...]) -> tuple[int | None, ...]:
+    return tuple(0 if p else None for p in per_seed)
+
+
+def _on_mesh(fn, per_seed: tuple[bool, ...] | None, mesh: Mesh | None):
+    """``jit(fn)``; with a mesh, each device runs ``fn`` on its block of the arguments
+    marked ``per_seed`` (all when ``None``) and of every output."""
     if mesh is None:
-        return jax.jit(batched)
+        return jax.jit(fn)
     # Each device trains its own block of seeds with no communication: shard_map, not
     # sharding propagation, which would turn every reduction over the seed axis (a
     # while-loop predicate under vmap, for one) into a cross-device all-reduce per step.
     seeds, same = PartitionSpec(mesh.axis_names[0]), PartitionSpec()
-    in_specs = (seeds, seeds, seeds if mask_per_seed else same, seeds, seeds, same)
-    sharded = jax.shard_map(batched, mesh=mesh, in_specs=in_specs, out_specs=seeds, check_vma=False)
+    if per_seed is None:
+        in_specs = seeds
+    else:
+        in_specs = tuple(seeds if p else same for p in per_seed)
+    sharded = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=seeds, check_vma=False)
     return jax.jit(sharded)
 
 
@@ -196,14 +283,19 @@ def seed_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (SEED_AXIS,))
 
 
-@functools.lru_cache(maxsize=32)
 def init_seeds(model):
     """``keys -> (params, model_state)`` stacked over seeds: the model's jitted, vmapped init.
 
-    Cached per model: a fresh ``jax.jit(jax.vmap(...))`` wrapper would retrace and
-    recompile the initializer on every call (seconds each on CPU).
+    Cached by value (``jaxticket.train.cache_key``): a fresh ``jax.jit(jax.vmap(...))``
+    wrapper would retrace and recompile the initializer on every call (seconds each on
+    CPU), and an equal model built again reuses it.
     """
-    return jax.jit(jax.vmap(model.init))
+    return _init_seeds(ByValue(model))
+
+
+@functools.lru_cache(maxsize=32)
+def _init_seeds(model: ByValue):
+    return jax.jit(jax.vmap(model.value.init))
 
 
 def _empty_state(model, key: jax.Array):
@@ -250,6 +342,11 @@ def _pad_seeds(tree, pad: int):
 @functools.partial(jax.jit, static_argnums=1)
 def _take_seeds(tree, n: int):
     return jax.tree.map(lambda x: x[:n], tree)
+
+
+@jax.jit
+def _take_first(tree):
+    return jax.tree.map(lambda x: x[0], tree)
 
 
 def _add_axis(tree):
