@@ -5,23 +5,44 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 import typing
 
-from jaxticket.lottery.config import LotteryConfig
+from jaxticket.lottery.config import SEED_LIMIT, ConfigError, LotteryConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``jaxticket <cmd>: error: ...``), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the subcommand that got them, like every other usage error
+        parser.exit(2, f"jaxticket {args.command}: error: unrecognized arguments: "
+                       f"{' '.join(extra)} (see jaxticket {args.command} --help)\n")  # fmt: skip
     _enable_compilation_cache()
     _use_cpu_cores(getattr(args, "cpu_devices", None))
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input gets one clear line, not a traceback.
-        parser.exit(2, f"jaxticket {args.command}: error: {err}\n")
+    except ConfigError as err:
+        flag = "--" + err.field.replace("_", "-")
+        parser.exit(2, f"jaxticket {args.command}: error: argument {flag}: {_one_line(err)}\n")
+    except (ValueError, OSError) as err:
+        # Bad input and storage problems (a file where a folder should be, a read-only or
+        # full disk: OSError, PermissionError, the run store's StorageError) get one clear
+        # line, not a traceback. What finished is on disk already; a rerun resumes it.
+        parser.exit(2, f"jaxticket {args.command}: error: {_one_line(err)}\n")
+
+
+def _one_line(err) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _lottery(args) -> int:
@@ -32,7 +53,9 @@ def _lottery(args) -> int:
 
     config = _config_from_args(args)
     if config.model not in models.names():
-        raise ValueError(f"unknown model {config.model!r}; valid: {', '.join(models.names())}")
+        raise ConfigError(
+            "model", f"unknown model {config.model!r}; valid: {', '.join(models.names())}"
+        )
     start = time.time()
     store, records = run_lottery(
         config, out_dir=args.out, show_progress=not args.quiet, log=_log(args.quiet)
@@ -67,10 +90,15 @@ def _train(args) -> int:
     model = models.get(args.model, input_shape=data.input_shape, num_classes=data.num_classes)
     keys = jax.random.split(jax.random.key(args.seed), args.seeds)
     devices = jax.devices()[: args.seeds]
+    optimizer = {
+        "adam": lambda lr: optax.adam(lr),
+        "sgd": lambda lr: optax.sgd(lr),
+        "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
+    }[args.optimizer](args.learning_rate)
     result = train_seeds(
         model,
         data,
-        optax.adam(args.learning_rate),
+        optimizer,
         mesh=seed_mesh(devices) if len(devices) > 1 else None,
         init_keys=keys,
         data_keys=jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
@@ -80,22 +108,31 @@ def _train(args) -> int:
         show_progress=not args.quiet,
     )
     acc = np.asarray(result.history["test_accuracy"])[:, -1] * 100
-    print(
-        f"{args.model} on {args.dataset}, {args.steps} steps, {args.seeds} seeds: "
-        f"test accuracy {acc.mean():.2f} ± {acc.std():.2f}% (per seed: "
-        + ", ".join(f"{a:.2f}" for a in acc)
-        + ")"
+    bad = np.asarray(result.diverged)
+    at = np.asarray(result.diverged_step)
+    per_seed = ", ".join(
+        f"{a:.2f}" + (f" DIVERGED at step {int(t)}" if b else "")
+        for a, b, t in zip(acc, bad, at, strict=True)
     )
-    return 0
+    head = f"{args.model} on {args.dataset}, {args.steps} steps, {args.seeds} seeds: "
+    if bad.all():
+        print(head + f"DIVERGED, all seeds (non-finite loss or weights; per seed: {per_seed})")
+    elif bad.any():
+        ok = acc[~bad]
+        print(
+            head + f"test accuracy {ok.mean():.2f} ± {ok.std():.2f}% over the {ok.size} "
+            f"finite seeds; {int(bad.sum())} DIVERGED (per seed: {per_seed})"
+        )
+    else:
+        print(head + f"test accuracy {acc.mean():.2f} ± {acc.std():.2f}% (per seed: {per_seed})")
+    return 1 if bad.any() else 0
 
 
 # ----------------------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="jaxticket", description="Lottery tickets and pruning for JAX/Flax."
-    )
+    parser = _Parser(prog="jaxticket", description="Lottery tickets and pruning for JAX/Flax.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     lot = sub.add_parser(
@@ -103,11 +140,10 @@ def _parser() -> argparse.ArgumentParser:
         help="find winning tickets by iterative magnitude pruning with rewinding",
         description="Iterative magnitude pruning with rewinding and controls; resumable "
         "(rerunning the same command skips finished levels).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for f in dataclasses.fields(LotteryConfig):
         _add_field(lot, f)
-    lot.add_argument("--out", default="runs", help="folder holding run directories")
+    lot.add_argument("--out", default="runs", help="folder holding run directories (default: runs)")
     lot.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     _add_cpu_devices(lot)
     lot.set_defaults(func=_lottery)
@@ -126,13 +162,19 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=_positive_int, default=6000, help="training iterations")
     tr.add_argument("--batch-size", type=_positive_int, default=100, help="minibatch size")
     tr.add_argument(
-        "--learning-rate", type=float, default=1e-2, help="Adam learning rate (MNIST-1D reference)"
+        "--learning-rate",
+        type=_positive_float,
+        default=1e-2,
+        help="learning rate, finite and > 0 (1e-2: the MNIST-1D reference with Adam)",
+    )
+    tr.add_argument(
+        "--optimizer", choices=("adam", "sgd", "momentum"), default="adam", help="optimizer"
     )
     tr.add_argument(
         "--eval-every", type=_positive_int, default=500, help="iterations between evaluations"
     )
     tr.add_argument("--seeds", type=_positive_int, default=3, help="seeds trained together")
-    tr.add_argument("--seed", type=int, default=0, help="base seed")
+    tr.add_argument("--seed", type=_seed, default=0, help="base seed in [0, 2**32)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_cpu_devices(tr)
     tr.set_defaults(func=_train)
@@ -142,24 +184,22 @@ def _parser() -> argparse.ArgumentParser:
 def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
     flag = "--" + f.name.replace("_", "-")
     kind = typing.get_type_hints(LotteryConfig)[f.name]
-    help_text = f.metadata.get("help", "")
+    # Defaults are shown in the flag's own syntax (output/*=0.5, not a tuple repr).
+    help_text = f.metadata.get("help", "").replace("%", "%%")
     if f.name == "layer_rates":
-        parser.add_argument(
-            flag, type=_layer_rates, default=f.default, help=help_text + " (comma-separated)"
-        )
+        parse, shown = _layer_rates, ",".join(f"{p}={s:g}" for p, s in f.default)
+        help_text += " (comma-separated"
     elif kind == tuple[str, ...]:
-        parser.add_argument(
-            flag,
-            type=_str_list,
-            default=f.default,
-            help=help_text + " (comma-separated; '' for none)",
-        )
+        parse, shown = _str_list, ",".join(f.default)
+        help_text += " (comma-separated; '' for none"
     elif kind == tuple[float, ...]:
-        parser.add_argument(
-            flag, type=_float_list, default=f.default, help=help_text + " (comma-separated)"
-        )
+        parse, shown = _float_list, ",".join(f"{x:g}" for x in f.default)
+        help_text += " (comma-separated"
     else:
-        parser.add_argument(flag, type=kind, default=f.default, help=help_text)
+        parse, shown = {int: _int, float: _number, str: str}[kind], str(f.default)
+        help_text += " ("
+    help_text += ("; " if help_text[-1] != "(" else "") + f"default: {shown or chr(39) * 2})"
+    parser.add_argument(flag, type=parse, default=f.default, help=help_text)
 
 
 def _config_from_args(args) -> LotteryConfig:
@@ -167,10 +207,38 @@ def _config_from_args(args) -> LotteryConfig:
     return LotteryConfig(**values)
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
     return value
 
 
@@ -179,7 +247,11 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def _float_list(text: str) -> tuple[float, ...]:
-    return tuple(float(s) for s in _str_list(text))
+    try:
+        return tuple(float(s) for s in _str_list(text))
+    except ValueError:
+        message = f"expected comma-separated numbers, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def _layer_rates(text: str) -> tuple[tuple[str, float], ...]:
@@ -188,7 +260,11 @@ def _layer_rates(text: str) -> tuple[tuple[str, float], ...]:
         pattern, sep, scale = item.partition("=")
         if not sep:
             raise argparse.ArgumentTypeError(f"expected PATTERN=SCALE, got {item!r}")
-        out.append((pattern, float(scale)))
+        try:
+            out.append((pattern, float(scale)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"scale of {pattern!r}: expected a number, "
+                                             f"got {scale!r}") from None  # fmt: skip
     return tuple(out)
 
 

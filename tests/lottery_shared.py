@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import shutil
 from pathlib import Path
@@ -68,3 +69,16 @@ def compile_cache(tmp_path_factory):
     for name, value in old.items():
         jax.config.update(name, value)
     compilation_cache.reset_cache()
+
+
+def run_main(argv: list[str]) -> tuple[int, str, str]:
+    """``jaxticket.cli.main(argv)`` in this process: (exit code, stdout, stderr)."""
+    from jaxticket import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()

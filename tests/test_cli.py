@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import os
 
@@ -13,6 +11,7 @@ import pytest
 
 from jaxticket import cli
 from jaxticket.lottery.config import LotteryConfig
+from jaxticket.train import DivergenceWarning
 
 # The tiny run of tests/test_lottery.py and tests/test_resume.py (same compiled programs).
 TINY = ["--levels", "3", "--seeds", "2", "--steps", "40", "--eval-every", "20"]
@@ -30,20 +29,9 @@ TINY_CONFIG = LotteryConfig(
 )
 
 
-from lottery_shared import compile_cache, shared_tiny_run  # noqa: E402, F401  (fixture)
+from lottery_shared import compile_cache, run_main, shared_tiny_run  # noqa: E402, F401
 
 # ------------------------------------------------------------------------------------------
-
-
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    """``cli.main(argv)`` in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(argv)
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +62,19 @@ def test_help_lists_every_config_flag():
         # The help text of the field is shown (argparse wraps lines, so compare words).
         assert field.metadata["help"].split()[0] in out
     assert "--out" in out and "--quiet" in out
+    # Defaults in the flag's own syntax, not Python tuple reprs.
+    flat = " ".join(out.split())
+    assert "default: output/*=0.5)" in flat and "default: reinit,random_prune)" in flat
+    assert "(('output/*', 0.5),)" not in flat and "('reinit', 'random_prune')" not in flat
+    assert "default: '')" in flat  # --one-shot
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--levels", "-1"], "levels must be >= 0, got -1"),
-        (["--prune-fraction", "1.0"], "prune fraction must be in (0, 1), got 1.0"),
-        (["--prune-fraction", "1.5"], "prune fraction must be in (0, 1), got 1.5"),
+        (["--levels", "-1"], "argument --levels: levels must be >= 0, got -1"),
+        (["--prune-fraction", "1.0"], "prune_fraction must be in [0.000001, 0.999999]"),
+        (["--prune-fraction", "1.5"], "prune_fraction must be in [0.000001, 0.999999]"),
         (["--model", "no_such_model"], "unknown model 'no_such_model'"),
         (["--dataset", "no_such_data"], "unknown data set 'no_such_data'"),
         (["--controls", "reinit,bogus"], "unknown control 'bogus'"),
@@ -127,9 +120,13 @@ def test_flags_build_the_config(tmp_path):
 
 def test_lottery_prints_the_table_and_writes_the_plots(lottery_run):
     run_dir, stdout = lottery_run
-    assert json.loads((run_dir / "config.json").read_text())["config"] == TINY_CONFIG.to_dict()
+    runtime = {"x64": False, "devices": 1, "platform": "cpu"}  # the test process's JAX
+    stored = json.loads((run_dir / "config.json").read_text())["config"]
+    assert stored == {**TINY_CONFIG.to_dict(), "runtime": runtime}
     table = table_lines(stdout)
     assert "remaining %" in table[0] and "reinit early %" in table[0]
+    assert table[0].split()[-2:] == ["collapsed", "diverged"]
+    assert all(line.split()[-2:] == ["-", "-"] for line in table[2:])
     assert "random_prune early %" in table[0] and "shuffle early %" in table[0]
     rows = [line.split() for line in table[2:]]
     assert [row[0] for row in rows] == ["0", "1", "2", "3"]
@@ -151,3 +148,15 @@ def test_report_prints_the_table_of_a_finished_run(lottery_run):
     title = out.splitlines()[0]
     assert str(run_dir) in title and "lenet_300_100 on mnist1d" in title
     assert table_lines(out) == table_lines(stdout)
+
+
+def test_train_marks_diverged_seeds(tmp_path):
+    """SGD at learning rate 1e6 diverges: the line says so instead of a normal-looking
+    accuracy, the exit code is 1, and the engine's warning names the seeds."""
+    args = ["train", "--optimizer", "sgd", "--learning-rate", "1e6", "--steps", "20"]
+    args += ["--eval-every", "10", "--seeds", "2", "--batch-size", "60", "--quiet"]
+    with pytest.warns(DivergenceWarning, match="seed 0 at step .*seed 1 at step"):
+        code, out, err = run_main(args)
+    assert code == 1, err
+    assert "DIVERGED, all seeds" in out and out.count("DIVERGED at step") == 2
+    assert "test accuracy" not in out and "Traceback" not in err

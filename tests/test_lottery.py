@@ -10,6 +10,7 @@ tests/test_resume.py use as well (see ``shared_tiny_run``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -20,11 +21,13 @@ import pytest
 from jaxticket import models
 from jaxticket.lottery import imp
 from jaxticket.lottery.config import LotteryConfig
-from jaxticket.lottery.imp import Experiment, make_optimizer, run_lottery
-from jaxticket.lottery.store import RunStore, flatten_tree, unflatten_into
+from jaxticket.lottery.imp import Experiment, make_optimizer, run_identity, run_lottery
+from jaxticket.lottery.records import LayerCollapseWarning
+from jaxticket.lottery.report import format_table, summarize
+from jaxticket.lottery.store import RunStore, config_digest, flatten_tree, unflatten_into
 from jaxticket.masks import alive_by_leaf, dense_mask
 from jaxticket.pruning import magnitude_pruner
-from jaxticket.train import train_seeds
+from jaxticket.train import DivergenceWarning, train_seeds
 
 TINY = dict(seeds=2, steps=40, eval_every=20, val_size=200, batch_size=60)
 K = 20  # the late-rewinding iteration of MAIN
@@ -166,12 +169,14 @@ def test_records_one_per_level_variant_seed(main_run):
         assert r["test_accuracy_early"] == h["test_accuracy"][i]
         assert all(0.0 <= a <= 1.0 for a in h["test_accuracy"])
         assert set(r["layer_remaining"]) == set(SIZES)
+        assert (r["collapsed"], r["diverged"], r["diverged_step"]) == ([], False, -1)
         alive = sum(r["layer_remaining"][p] * n for p, n in SIZES.items())
         assert r["remaining"] == pytest.approx(alive / sum(SIZES.values()), rel=1e-6)
     # The dense net learns something in 40 steps (chance is 10%).
     assert all(r["test_accuracy_final"] > 0.15 for r in records if r["level"] == 0)
     # results.json holds the config and, in level order, the records of every level file.
-    assert RunStore.read_results(store.run_dir)["config"] == MAIN.to_dict()
+    runtime = {"x64": False, "devices": 1, "platform": "cpu"}  # tests see one CPU device
+    assert RunStore.read_results(store.run_dir)["config"] == {**MAIN.to_dict(), "runtime": runtime}
     assert records == [r for lvl in range(4) for r in store.load_level(lvl)[1]]
     assert len((store.run_dir / "results.csv").read_text().splitlines()) == 1 + len(records)
     assert store.finished_levels() == [0, 1, 2, 3]
@@ -346,13 +351,15 @@ def test_one_shot_prunes_the_dense_net_to_each_sparsity(main_run, out_dir):
     }
     # The dense level is the same run as MAIN's (controls and one-shot do not touch it).
     assert [r for r in records if r["level"] == 0] == [r for r in records_main if r["level"] == 0]
+    total = sum(SIZES.values())
     for level, s in ((1, 0.5), (2, 0.8)):
         for r in (r for r in records if r["level"] == level):
-            assert r["remaining"] == pytest.approx(1 - s, abs=0.01)
-            # Layerwise: s in each hidden layer, s/2 in the output layer.
-            assert r["layer_remaining"]["dense1/kernel"] == pytest.approx(1 - s)
-            assert r["layer_remaining"]["dense2/kernel"] == pytest.approx(1 - s)
-            assert r["layer_remaining"]["output/kernel"] == pytest.approx(1 - s / 2)
+            # The requested sparsity exactly, to the weight (43,000 weights: 21,500 and
+            # 8,600 remain), though the output layer is pruned at a relative half rate.
+            alive = {p: round(r["layer_remaining"][p] * n) for p, n in SIZES.items()}
+            assert sum(alive.values()) == total - round(s * total)
+            assert r["remaining"] == (total - round(s * total)) / total
+            assert r["layer_remaining"]["output/kernel"] > 1 - s
             assert r["history"]["step"][0] == K
 
 
@@ -378,12 +385,13 @@ def test_different_configs_get_different_run_dirs(main_run, out_dir):
     store, _ = main_run
     other = dataclasses.replace(MAIN, seed=1)
     assert other.digest() != MAIN.digest()
-    opened = RunStore.open(out_dir, other.to_dict(), name="lottery-lenet_300_100-mnist1d")
+    one = jax.devices()[:1]
+    name = "lottery-lenet_300_100-mnist1d"
+    opened = RunStore.open(out_dir, run_identity(other, one), name=name)
     assert opened.run_dir != store.run_dir
-    assert store.run_dir.name.endswith(MAIN.digest()[:12])
-    same = RunStore.open(out_dir, LotteryConfig.from_dict(MAIN.to_dict()).to_dict(),
-                         name="lottery-lenet_300_100-mnist1d")  # fmt: skip
-    assert same.run_dir == store.run_dir
+    assert store.run_dir.name.endswith(config_digest(run_identity(MAIN, one))[:12])
+    again = LotteryConfig.from_dict(MAIN.to_dict())
+    assert RunStore.open(out_dir, run_identity(again, one), name=name).run_dir == store.run_dir
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
@@ -392,3 +400,145 @@ def test_finetuning_at_a_final_rate_of_zero_is_refused(schedule):
     with pytest.raises(ValueError, match="final rate, which is 0"):
         LotteryConfig(rewind_mode="finetune", schedule=schedule)
     LotteryConfig(rewind_mode="lr", schedule=schedule)  # LR rewinding is fine
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.9])
+def test_one_shot_meets_the_requested_sparsity_exactly(main_run, main_exp, sparsity):
+    """(No training: the pruning of the stored dense level.) Layerwise one-shot with the
+    output layer's relative half rate: the total is met to the weight."""
+    store, _ = main_run
+    exp = Experiment(dataclasses.replace(MAIN, one_shot=(sparsity,)))
+    prev = exp.unpack(store.load_level(0)[0])
+    total = sum(SIZES.values())
+    for alive in counts(exp._prune_to(prev, sparsity)):
+        assert sum(alive.values()) == total - round(sparsity * total)
+        # The output layer keeps more than the others (its rate is relatively halved).
+        assert alive["output/kernel"] / SIZES["output/kernel"] > 1 - sparsity
+        assert alive["dense1/kernel"] / SIZES["dense1/kernel"] < 1 - sparsity
+
+
+def test_extreme_sparsity_keeps_a_weight_in_every_layer_by_default(main_run):
+    """IMP at fraction 0.99999 and one-shot 0.999999 left layers with no weight; the
+    default min_keep=1 keeps one in each (no training: the pruning of level 0)."""
+    store, _ = main_run
+    for kwargs, prune in (
+        (dict(prune_fraction=0.99999), lambda e, p: e._prune_step(p["trained"], p["mask"])),
+        (dict(one_shot=(0.999999,)), lambda e, p: e._prune_to(p, 0.999999)),
+    ):
+        for min_keep, collapses in ((1, False), (0, True)):
+            exp = Experiment(dataclasses.replace(MAIN, min_keep=min_keep, **kwargs))
+            prev = exp.unpack(store.load_level(0)[0])
+            for alive in counts(prune(exp, prev)):
+                assert alive["dense1/kernel"] == (0 if collapses else 1), (kwargs, min_keep)
+                assert min(alive.values()) >= min_keep
+
+
+def test_layer_collapse_is_reported_in_records_table_and_warning(out_dir):
+    """With min_keep=0, IMP at fraction 0.99999 empties both hidden layers (the output
+    layer, at half rate, keeps half): every level-1 record names them, the table counts
+    them and run_lottery warns. Shares MAIN's compiled training programs."""
+    config = dataclasses.replace(MAIN, levels=1, prune_fraction=0.99999, min_keep=0)
+    with pytest.warns(LayerCollapseWarning) as caught:
+        _, records = run_lottery(config, out_dir=str(out_dir))
+    collapsed = ["dense1/kernel", "dense2/kernel"]
+    for r in records:
+        assert r["collapsed"] == (collapsed if r["level"] == 1 else []), r["variant"]
+    (message,) = [str(w.message) for w in caught if w.category is LayerCollapseWarning]
+    assert "level 1" in message and "dense1/kernel, dense2/kernel" in message
+    assert "ticket seeds 0, 1" in message
+    rows = summarize(records)
+    assert [row["collapsed"] for row in rows] == [[], collapsed]
+    table = format_table(rows).splitlines()
+    assert table[0].split()[-2] == "collapsed"
+    assert [line.split()[-2] for line in table[2:]] == ["-", "2"]
+
+
+def test_divergence_is_reported_in_records_table_and_one_warning(out_dir, monkeypatch):
+    """A NaN in seed 1's initial weights (MAIN's level-0 program, compiled already):
+    seed 1 is marked diverged in its record and the table, and one warning names it."""
+    original = imp.init_seeds
+
+    def poisoned(model):
+        init = original(model)
+
+        def fn(keys):
+            params, state = jax.device_get(init(keys))
+            params = jax.tree.map(np.array, params)
+            params["dense1"]["kernel"][1, 0, 0] = np.nan
+            return params, state
+
+        return fn
+
+    monkeypatch.setattr(imp, "init_seeds", poisoned)
+    config = dataclasses.replace(MAIN, levels=0, seed=7)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, records = run_lottery(config, out_dir=str(out_dir))
+    assert [r["diverged"] for r in records] == [False, True]
+    assert records[0]["diverged_step"] == -1 and records[1]["diverged_step"] >= 0
+    (message,) = [str(w.message) for w in caught if issubclass(w.category, DivergenceWarning)]
+    assert f"ticket seed 1 at step {records[1]['diverged_step']}" in message
+    table = format_table(summarize(records)).splitlines()
+    assert table[0].split()[-1] == "diverged" and table[2].split()[-1] == "1"
+
+
+def test_run_directory_names_device_count_and_x64(main_run, out_dir, monkeypatch):
+    store, _ = main_run
+    one = jax.devices()[:1]
+    # Resuming on one device (as MAIN ran) finds MAIN's run; its config.json says so.
+    assert run_identity(MAIN, one)["runtime"] == {"x64": False, "devices": 1, "platform": "cpu"}
+    stored_config = RunStore.read_results(store.run_dir)["config"]
+    assert stored_config == run_identity(MAIN, one)
+
+    class Started(Exception):
+        pass
+
+    def no_training(*args, **kwargs):
+        raise Started
+
+    monkeypatch.setattr(imp, "train_seeds", no_training)
+    assert run_lottery(MAIN, out_dir=str(out_dir), devices=one)[0].run_dir == store.run_dir
+    # Two devices (the seeds split over them changes float rounding): another directory.
+    before = set(out_dir.iterdir())
+    with pytest.raises(Started):
+        run_lottery(MAIN, out_dir=str(out_dir), devices=one * 2)
+    (new,) = set(out_dir.iterdir()) - before
+    assert new.name.startswith("lottery-lenet_300_100-mnist1d-") and new != store.run_dir
+    # x64 mode as well.
+    jax.config.update("jax_enable_x64", True)
+    try:
+        x64 = run_identity(MAIN, one)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    assert x64["runtime"]["x64"] is True
+    dirs = {RunStore.open(out_dir / "ids", d, name="x").run_dir for d in (x64, stored_config)}
+    assert len(dirs) == 2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_sgd_weight_decay_is_coupled_l2_as_in_pytorch(optimizer):
+    """Weight decay with sgd/momentum joins the gradient: w <- w - lr (g + wd w) (plain
+    SGD), hand-computed; momentum accumulates g + wd w. Without it the weights differ."""
+    lr, wd, beta = 0.1, 0.01, 0.9
+    config = LotteryConfig(optimizer=optimizer, learning_rate=lr, weight_decay=wd)
+    target = np.array([1.0, -2.0, 0.5], np.float32)
+    grad = lambda w: w - target  # noqa: E731  (loss ½|w − target|²)
+
+    def run(opt):
+        w = {"w": jnp.asarray([0.3, 0.7, -1.1], jnp.float32)}
+        state = opt.init(w)
+        for _ in range(5):
+            updates, state = opt.update({"w": grad(w["w"])}, state, w)
+            w = optax.apply_updates(w, updates)
+        return np.asarray(w["w"])
+
+    w = np.array([0.3, 0.7, -1.1], np.float32)
+    velocity = np.zeros(3, np.float32)
+    for _ in range(5):
+        g = grad(w) + wd * w
+        velocity = g + beta * velocity if optimizer == "momentum" else g
+        w = w - lr * velocity
+    decayed = run(make_optimizer(config))
+    np.testing.assert_allclose(decayed, w, rtol=1e-6)
+    plain = run(make_optimizer(dataclasses.replace(config, weight_decay=0.0)))
+    assert not np.allclose(plain, decayed, rtol=1e-4)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -173,3 +175,66 @@ def test_bad_records():
     records.append(dict(records[0]))
     with pytest.raises(ValueError, match="duplicate"):
         report.summarize(records)
+
+
+def test_collapsed_and_diverged_columns():
+    records = make_records(levels=(0, 1, 2))
+    for r in records:
+        r["collapsed"], r["diverged"], r["diverged_step"] = [], False, -1
+    for r in records:
+        if r["level"] == 2:
+            r["collapsed"] = ["dense1/kernel", "dense2/kernel"] if r["seed"] == 0 else []
+        if r["level"] == 1 and r["variant"] == "ticket" and r["seed"] in (1, 2):
+            r["diverged"], r["diverged_step"] = True, 200
+    rows = report.summarize(records)
+    assert [row["collapsed"] for row in rows] == [[], [], ["dense1/kernel", "dense2/kernel"]]
+    assert [row["diverged"] for row in rows] == [0, 2, 0]
+    text = report.format_table(rows).splitlines()
+    assert text[0].split()[-2:] == ["collapsed", "diverged"]
+    assert [line.split()[-2:] for line in text[2:]] == [["-", "-"], ["-", "2"], ["2", "-"]]
+    md = report.markdown_table(rows).splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in md]
+    assert cells[0][-2:] == ["collapsed", "diverged"]
+    assert [c[-2:] for c in cells[2:]] == [["-", "-"], ["-", "2"], ["2", "-"]]
+
+
+def test_collapse_is_derived_from_layer_remaining_in_older_records():
+    records = make_records(levels=(0, 1))
+    records[-1]["layer_remaining"] = {"hidden/kernel": 0.0, "output/kernel": 0.1}
+    assert report.collapsed_leaves(records[-1]) == ["hidden/kernel"]
+    rows = report.summarize(records)
+    assert rows[1]["collapsed"] == ["hidden/kernel"] and rows[0]["collapsed"] == []
+
+
+def test_plots_mark_collapsed_levels_and_diverged_runs(tmp_path):
+    records = make_records(levels=(0, 1, 2))
+    clean = plots.accuracy_figure(records).axes[0].get_legend_handles_labels()[1]
+    assert not any("collapsed" in s or "diverged" in s for s in clean)
+    for r in records:
+        if r["level"] == 2:
+            r["collapsed"] = ["hidden/kernel"]
+        if r["level"] == 1 and r["seed"] == 1:
+            r["diverged"], r["diverged_step"] = True, 100
+    labels = plots.accuracy_figure(records).axes[0].get_legend_handles_labels()[1]
+    assert "layer collapsed (no weight left)" in labels
+    assert "diverged run (non-finite loss/weights)" in labels
+    curves = plots.training_curves_figure(records, [0, 1, 2]).axes[0]
+    labels = curves.get_legend_handles_labels()[1]
+    assert labels[0].endswith("(level 0)")
+    assert labels[1].endswith("(level 1), diverged: seed 1")
+    assert labels[2].endswith("(level 2), layer collapsed")
+    out = plots.plot_accuracy_vs_remaining(records, tmp_path / "acc.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_lottery_submodules_are_attributes():
+    # A fresh interpreter: this module's own imports would set the attributes.
+    code = (
+        "import jaxticket; L = jaxticket.lottery; "
+        "print(L.report.format_table.__name__, L.plots.plot_training_curves.__name__, "
+        "L.store.RunStore.__name__, L.config.LotteryConfig is jaxticket.LotteryConfig)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["format_table", "plot_training_curves", "RunStore", "True"], (
+        out.stderr
+    )

@@ -20,24 +20,25 @@ vmapped program. Each finished level is checkpointed; a rerun skips finished lev
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from jaxticket import _random
 from jaxticket import data as data_lib
 from jaxticket import models as models_lib
-from jaxticket.lottery.config import LotteryConfig
+from jaxticket.lottery import controls
+from jaxticket.lottery.config import RUNTIME_KEY, LotteryConfig, check_fits
+from jaxticket.lottery.optimizer import make_optimizer
+from jaxticket.lottery.records import Record, level_records, warn_collapsed, warn_diverged
 from jaxticket.lottery.store import RunStore, flatten_tree, unflatten_into
 from jaxticket.masks import dense_mask
-from jaxticket.pruning import magnitude_pruner, topk_mask
-from jaxticket.train import train_seeds
+from jaxticket.pruning import criteria, layerwise, magnitude_pruner, make_pruner
+from jaxticket.train import DivergenceWarning, train_seeds
 from jaxticket.train.runner import init_seeds, seed_mesh
 
-Record = dict[str, Any]
 _is_none = lambda x: x is None  # noqa: E731
 
 
@@ -58,17 +59,27 @@ def run_lottery(
         machine has one device unless ``jax_num_cpu_devices`` is set before JAX starts,
         as the ``jaxticket`` command does: one device per core). Results agree across
         device counts up to float rounding; with a fixed device count they are bitwise
-        reproducible.
+        reproducible, so the device count (with x64 mode and the platform, see
+        :func:`run_identity`) names the run directory: a resume elsewhere never mixes
+        levels computed under different settings.
 
     Returns:
       The run's store (its ``run_dir`` holds config, checkpoints, results.json/csv) and
       the records, one per (level, variant, seed); see ``jaxticket.lottery.report``.
+
+    Raises:
+      ConfigError: the config does not fit the model or the data (checked before level 0).
+
+    Warns:
+      LayerCollapseWarning: a level left a prunable leaf with no weight (its records say
+        which, under ``collapsed``).
+      DivergenceWarning: a run's loss or weights became non-finite (records: ``diverged``,
+        ``diverged_step``).
     """
     log = log or (lambda msg: None)
     exp = Experiment(config, devices=devices)
-    store = RunStore.open(
-        out_dir, config.to_dict(), name=f"lottery-{config.model}-{config.dataset}"
-    )
+    identity = run_identity(config, exp.devices)
+    store = RunStore.open(out_dir, identity, name=f"lottery-{config.model}-{config.dataset}")
     log(f"run directory: {store.run_dir}")
     levels = [0, 1] if config.one_shot else list(range(config.levels + 1))
     records: list[Record] = []
@@ -76,16 +87,38 @@ def run_lottery(
     for level in levels:
         loaded = store.load_level(level)
         if loaded is not None:
-            arrays, level_records = loaded
+            arrays, new = loaded
             state = exp.unpack(arrays)
             log(f"level {level}: finished earlier, loaded")
         else:
             log(f"level {level}: training")
-            state, level_records = exp.run_level(level, state, show_progress)
-            store.save_level(level, exp.pack(state), level_records)
-        records.extend(level_records)
-        store.write_results(config.to_dict(), records)
+            state, new = exp.run_level(level, state, show_progress)
+            store.save_level(level, exp.pack(state), new)
+        for lvl in sorted({r["level"] for r in new}):
+            chosen = [r for r in new if r["level"] == lvl]
+            warn_collapsed(lvl, chosen, stacklevel=2)
+            warn_diverged(lvl, chosen, stacklevel=2)
+        records.extend(new)
+        store.write_results(identity, records)
     return store, records
+
+
+def run_identity(config: LotteryConfig, devices) -> dict[str, Any]:
+    """What names a run: the config and the runtime settings that change its numbers.
+
+    Returns:
+      ``config.to_dict()`` plus ``"runtime": {"x64", "devices", "platform"}``: whether
+      ``jax_enable_x64`` is on, how many devices the seeds are spread over, and their
+      platform. ``run_lottery`` opens the run directory with it and records it in
+      config.json and results.json.
+    """
+    devices = tuple(devices)
+    runtime = {
+        "x64": bool(jax.config.jax_enable_x64),
+        "devices": len(devices),
+        "platform": devices[0].platform,
+    }
+    return {**config.to_dict(), RUNTIME_KEY: runtime}
 
 
 class Experiment:
@@ -94,9 +127,14 @@ class Experiment:
     def __init__(self, config: LotteryConfig, devices=None):
         self.config = c = config
         self.devices = tuple(jax.devices() if devices is None else devices)
+        if not self.devices:
+            raise ValueError("run_lottery: devices is empty; pass at least one device")
         data = data_lib.load(c.dataset)
+        self.model = _model(c.model, tuple(data.input_shape), data.num_classes)
+        params, _ = jax.eval_shape(self.model.init, jax.random.key(0))
+        self.template = params
+        check_fits(c, data, dense_mask(params))
         self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
-        self.model = _model(c.model, tuple(self.data.input_shape), self.data.num_classes)
         base = jax.random.key(c.seed)
         seeds = jnp.arange(c.seeds)
         self.init_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, 0), s))(
@@ -106,9 +144,7 @@ class Experiment:
             seeds
         )
         self.control_key = jax.random.fold_in(base, 2)
-        self.pruner = magnitude_pruner(c.allocation, scale=dict(c.layer_rates) or None)
-        params, _ = jax.eval_shape(self.model.init, jax.random.key(0))
-        self.template = params
+        self.pruner, self.one_shot_pruner = _pruners(c)
         # One jitted batched init per run: a fresh jax.jit(jax.vmap(...)) at every call
         # would miss jit's cache and recompile at every level.
         self.init_batch = init_seeds(self.model)
@@ -150,9 +186,8 @@ class Experiment:
         records = []
         for j, (lvl, variant) in enumerate(names):
             sl = slice(j * c.seeds, (j + 1) * c.seeds)
-            records += self._records(
-                lvl, variant, jax.tree.map(lambda x, sl=sl: x[sl], result.history), batch[j][2]
-            )
+            records += self._records(lvl, variant, jax.tree.map(lambda x, sl=sl: x[sl], result),
+                                     batch[j][2])  # fmt: skip
         # IMP continues from the ticket of the (last) level.
         last = per_mask_state[-1]
         j = names.index((level + len(masks) - 1, "ticket"))
@@ -190,7 +225,7 @@ class Experiment:
             "trained": result.params,
             "trained_state": result.model_state,
         }
-        return state, self._records(0, "ticket", result.history, mask)
+        return state, self._records(0, "ticket", result, mask)
 
     def _train(self, optimizer, data_keys, **kwargs):
         """Trains the stacked runs (params given), spread over ``self.devices``; the
@@ -198,17 +233,21 @@ class Experiment:
         devices = self.devices[: data_keys.shape[0]]
         mesh = seed_mesh(devices) if len(devices) > 1 else None
         c = self.config
-        result = train_seeds(
-            self.model,
-            self.data,
-            optimizer,
-            init_keys=data_keys,
-            data_keys=data_keys,
-            batch_size=c.batch_size,
-            eval_every=c.eval_every,
-            mesh=mesh,
-            **kwargs,
-        )
+        with warnings.catch_warnings():
+            # run_lottery warns naming level, variant and seed (the engine's warning
+            # would name positions in the level's batch of runs).
+            warnings.simplefilter("ignore", DivergenceWarning)
+            result = train_seeds(
+                self.model,
+                self.data,
+                optimizer,
+                init_keys=data_keys,
+                data_keys=data_keys,
+                batch_size=c.batch_size,
+                eval_every=c.eval_every,
+                mesh=mesh,
+                **kwargs,
+            )
         # Level state lives on the host: it is checkpointed anyway, and slicing or
         # stacking it there costs no compilation (each eager JAX op compiles per shape).
         return jax.device_get(result)
@@ -227,10 +266,10 @@ class Experiment:
             fresh, fresh_state = jax.device_get(self.init_batch(keys[0]))
             starts["reinit"] = (fresh, fresh_state, mask)
         if "random_prune" in c.controls:
-            rand = _thin_to_counts(keys[1], prev["random_mask"], mask)
+            rand = controls.thin_to_counts(keys[1], prev["random_mask"], mask)
             starts["random_prune"] = (ticket[0], ticket[1], rand)
         if "shuffle" in c.controls:
-            starts["shuffle"] = (ticket[0], ticket[1], _shuffle(keys[2], mask))
+            starts["shuffle"] = (ticket[0], ticket[1], controls.shuffle(keys[2], mask))
         return starts
 
     # -- pruning -----------------------------------------------------------------------
@@ -241,7 +280,8 @@ class Experiment:
 
     def _prune_to(self, prev, sparsity: float):
         dense = _stack_seeds(dense_mask(self.template), self.config.seeds)
-        return jax.device_get(_jit_prune(self.pruner, "sparsity")(prev["trained"], dense, sparsity))
+        prune = _jit_prune(self.one_shot_pruner, "sparsity")
+        return jax.device_get(prune(prev["trained"], dense, sparsity))
 
     # -- optimizer -----------------------------------------------------------------------
 
@@ -250,31 +290,10 @@ class Experiment:
 
     # -- records and checkpoints ---------------------------------------------------------
 
-    def _records(self, level: int, variant: str, history, mask) -> list[Record]:
-        hist = {k: np.asarray(v) for k, v in history.items()}
-        flat = {p: np.asarray(x) for p, x in flatten_tree(mask).items()}
-        alive = {p: x.reshape(x.shape[0], -1).sum(1) for p, x in flat.items()}
-        sizes = {p: int(np.prod(x.shape[1:])) for p, x in flat.items()}
-        remaining = sum(alive.values()) / sum(sizes.values())
-        out = []
-        for s in range(self.config.seeds):
-            h = {k: v[s].tolist() for k, v in hist.items()}
-            val = np.asarray(hist["val_loss"][s])
-            best = 1 + int(np.argmin(val[1:])) if len(val) > 1 else 0
-            out.append(
-                {
-                    "level": level,
-                    "variant": variant,
-                    "seed": s,
-                    "remaining": float(remaining[s]),
-                    "layer_remaining": {p: float(alive[p][s]) / sizes[p] for p in alive},
-                    "test_accuracy_early": float(hist["test_accuracy"][s][best]),
-                    "test_accuracy_final": float(hist["test_accuracy"][s][-1]),
-                    "early_stop_step": int(hist["step"][s][best]),
-                    "history": h,
-                }
-            )
-        return out
+    def _records(self, level: int, variant: str, result, mask) -> list[Record]:
+        """Records of one variant's seeds from its (host) ``TrainResult`` slice."""
+        return level_records(level, variant, result.history, mask, result.diverged,
+                             result.diverged_step, self.config.seeds)  # fmt: skip
 
     def pack(self, state: dict) -> dict[str, Any]:
         flat = {}
@@ -308,29 +327,17 @@ def _model(name: str, input_shape: tuple[int, ...], num_classes: int):
     return models_lib.get(name, input_shape=input_shape, num_classes=num_classes)
 
 
-def make_optimizer(config: LotteryConfig, *, offset: int = 0, final: bool = False):
-    """The config's optax optimizer; its schedule starts at ``offset`` (LR rewinding), or
-    is held at the schedule's final value (fine-tuning). Cached so that levels share one
-    compiled program."""
-    return _make_optimizer(config, offset, final)
-
-
-@functools.lru_cache(maxsize=16)
-def _make_optimizer(config: LotteryConfig, offset: int, final: bool):
-    c = config
-    base = {
-        "constant": optax.constant_schedule(c.learning_rate),
-        "cosine": optax.cosine_decay_schedule(c.learning_rate, c.steps),
-        "linear": optax.linear_schedule(c.learning_rate, 0.0, c.steps),
-    }[c.schedule]
-    lr = (lambda count: base(c.steps)) if final else (lambda count: base(count + offset))
-    if c.optimizer == "adam":
-        return optax.adam(lr)
-    if c.optimizer == "adamw":
-        return optax.adamw(lr, weight_decay=c.weight_decay)
-    if c.optimizer == "momentum":
-        return optax.sgd(lr, momentum=0.9)
-    return optax.sgd(lr)
+def _pruners(c: LotteryConfig):
+    """IMP's pruner and the one-shot pruner. One-shot: a requested sparsity is met exactly
+    in total; layer rates become relative rates (global allocation is one threshold, exact
+    already)."""
+    scale = dict(c.layer_rates) or None
+    imp_pruner = magnitude_pruner(c.allocation, scale=scale, min_keep=c.min_keep)
+    if c.allocation != "layerwise":
+        return imp_pruner, imp_pruner
+    exact = layerwise(scale, exact_total=True)
+    one_shot = make_pruner(criteria.magnitude, exact, min_keep=c.min_keep)
+    return imp_pruner, one_shot
 
 
 @functools.lru_cache(maxsize=16)
@@ -348,42 +355,3 @@ def _concat(trees):
     return jax.tree.map(
         lambda *xs: None if xs[0] is None else np.concatenate(xs), *trees, is_leaf=_is_none
     )
-
-
-def _shuffle(keys, mask):
-    """Each seed's mask permuted within every layer (same per-layer counts)."""
-    return jax.device_get(_shuffle_seeds(keys, mask))
-
-
-def _thin_to_counts(keys, random_mask, ticket_mask):
-    """Random pruning: thin ``random_mask`` at random to ``ticket_mask``'s per-layer counts."""
-    return jax.device_get(_thin_seeds(keys, random_mask, ticket_mask))
-
-
-# The per-seed kernels are jitted once at module level (a closure jitted per call would
-# recompile at every level).
-
-
-def _shuffle_one(key, m):
-    leaves, treedef = jax.tree.flatten(m)
-    ks = jax.random.split(key, len(leaves))
-    shuffled = [
-        jax.random.permutation(k, x.ravel()).reshape(x.shape)
-        for k, x in zip(ks, leaves, strict=True)
-    ]
-    return jax.tree.unflatten(treedef, shuffled)
-
-
-def _thin_one(key, rm, tm):
-    r_leaves, treedef = jax.tree.flatten(rm)
-    t_leaves = jax.tree.leaves(tm)
-    ks = jax.random.split(key, len(r_leaves))
-    out = []
-    for k, r, t in zip(ks, r_leaves, t_leaves, strict=True):
-        scores = _random.uniform(k, r.shape, jnp.float32)
-        out.append(topk_mask([scores], [r], jnp.sum(t, dtype=jnp.int32))[0])
-    return jax.tree.unflatten(treedef, out)
-
-
-_shuffle_seeds = jax.jit(jax.vmap(_shuffle_one))
-_thin_seeds = jax.jit(jax.vmap(_thin_one))

@@ -1,7 +1,9 @@
 """Figures of a lottery run, drawn off-screen (Agg canvas, no pyplot state).
 
 Lines are means over seeds; the shaded band around each spans the min to the max over seeds
-(as the error bars of Frankle & Carbin's figures do), and the legend says so.
+(as the error bars of Frankle & Carbin's figures do), and the legend says so. Points of
+levels where a layer collapsed (no weight left) and of diverged runs are marked, and the
+legend names the marks.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from jaxticket.lottery.report import CONTROLS, check_records, main_records
+from jaxticket.lottery.report import CONTROLS, check_records, collapsed_leaves, main_records
 
 _COLORS = {"ticket": "C0", "reinit": "C3", "random_prune": "C2", "shuffle": "C4"}
+_COLLAPSED = dict(marker="X", ms=9, color="black", label="layer collapsed (no weight left)")
+_DIVERGED = dict(marker="v", ms=7, color="red", label="diverged run (non-finite loss/weights)")
 _LABELS = {
     "ticket": "winning ticket",
     "reinit": "random reinit",
@@ -38,9 +42,15 @@ def plot_accuracy_vs_remaining(records: list[dict], path) -> Path:
     Returns:
       ``path`` as a ``Path``; parent directories are created.
     """
+    return _save(accuracy_figure(records), path)
+
+
+def accuracy_figure(records: list[dict]) -> Figure:
+    """The figure of :func:`plot_accuracy_vs_remaining`, not yet saved."""
     check_records(records)
     fig, ax = _new_figure()
     ticks = []
+    collapsed, diverged = [], []
     series = [("ticket", None)] + [(c, c) for c in CONTROLS]
     for name, variant in series:
         points = []
@@ -51,7 +61,12 @@ def plot_accuracy_vs_remaining(records: list[dict], path) -> Path:
                 chosen = [r for r in records if r["level"] == level and r["variant"] == variant]
             if chosen:
                 remaining = 100.0 * np.mean([r["remaining"] for r in chosen])
-                points.append((remaining, [100.0 * r["test_accuracy_early"] for r in chosen]))
+                accs = [100.0 * r["test_accuracy_early"] for r in chosen]
+                points.append((remaining, accs))
+                if any(collapsed_leaves(r) for r in chosen):
+                    collapsed.append((remaining, np.mean(accs)))
+                pairs = zip(chosen, accs, strict=True)
+                diverged += [(remaining, a) for r, a in pairs if r.get("diverged")]
         if not points:
             continue
         x = np.array([p[0] for p in points])
@@ -62,6 +77,9 @@ def plot_accuracy_vs_remaining(records: list[dict], path) -> Path:
     if dense:
         acc = 100.0 * np.mean([r["test_accuracy_early"] for r in dense])
         ax.axhline(acc, color="0.4", ls="--", lw=1, label=f"dense network ({acc:.2f}%)")
+    for marks, style in ((collapsed, _COLLAPSED), (diverged, _DIVERGED)):
+        if marks:
+            ax.plot(*np.asarray(marks).T, ls="none", zorder=5, **style)
     _log_remaining_axis(ax, ticks)
     ax.set_xlabel("weights remaining (%)")
     ax.set_ylabel("test accuracy at early stop (%)")
@@ -70,7 +88,7 @@ def plot_accuracy_vs_remaining(records: list[dict], path) -> Path:
     ax.legend(
         fontsize="small", title=f"mean of {seeds} seeds, band min–max", title_fontsize="small"
     )
-    return _save(fig, path)
+    return fig
 
 
 def plot_training_curves(records: list[dict], levels, path) -> Path:
@@ -87,6 +105,12 @@ def plot_training_curves(records: list[dict], levels, path) -> Path:
     Raises:
       ValueError: a level has no ticket records, or a record lacks the history lists.
     """
+    return _save(training_curves_figure(records, levels), path)
+
+
+def training_curves_figure(records: list[dict], levels) -> Figure:
+    """The figure of :func:`plot_training_curves`, not yet saved; a curve's label says
+    when its level had a collapsed layer or diverged seeds."""
     check_records(records)
     available = sorted({r["level"] for r in records})
     levels = available if levels is None else list(levels)
@@ -98,12 +122,17 @@ def plot_training_curves(records: list[dict], levels, path) -> Path:
         steps, curves = _histories(records, chosen)
         remaining = 100.0 * np.mean([r["remaining"] for r in chosen])
         label = f"{remaining:.3g}% remaining (level {level})"
+        if any(collapsed_leaves(r) for r in chosen):
+            label += ", layer collapsed"
+        bad = [r["seed"] for r in chosen if r.get("diverged")]
+        if bad:
+            label += f", diverged: seed{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}"
         _band_line(ax, steps, curves, label, f"C{i % 10}")
     ax.set_xlabel("training iteration")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Ticket test accuracy during training")
     ax.legend(fontsize="small", title="mean, band min–max over seeds", title_fontsize="small")
-    return _save(fig, path)
+    return fig
 
 
 def _histories(records: list[dict], chosen: list[dict]) -> tuple[np.ndarray, list]:
@@ -143,7 +172,7 @@ def _log_remaining_axis(ax, ticks) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
-def _new_figure():
+def _new_figure() -> tuple[Figure, object]:
     fig = Figure(figsize=(7, 4.5), dpi=120)
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()

@@ -4,12 +4,18 @@ Records follow the ``results.json`` contract of the lottery workflow: one dict p
 (level, variant, seed) with ``remaining`` as a fraction and accuracies as fractions. Rows
 report both in percent. Spreads are the population standard deviation over seeds
 (``numpy.std``, ``ddof=0``), so a single seed gives 0 rather than NaN.
+
+What went wrong is shown, never averaged away: a record's ``collapsed`` (prunable leaves
+left with no weight; derived from ``layer_remaining`` for records written before it
+existed) and ``diverged`` (non-finite loss or weights) become the table's ``collapsed``
+(leaves) and ``diverged`` (runs) columns.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +47,9 @@ def summarize(records: list[dict]) -> list[dict]:
       One dict per level, in level order, with keys ``level``, ``seeds`` (number of ticket
       seeds), ``remaining_pct`` (mean % of weights remaining), ``ticket_early_mean/std`` and
       ``ticket_final_mean/std`` (test accuracy in %), ``early_stop_step`` (mean iteration),
-      and ``<control>_early_mean/std`` for each control present.
+      ``<control>_early_mean/std`` for each control present, ``collapsed`` (sorted leaf
+      paths collapsed in any run of the level) and ``diverged`` (how many of the level's
+      runs, all variants, diverged).
     """
     check_records(records)
     controls = [c for c in CONTROLS if any(r["variant"] == c for r in records)]
@@ -56,12 +64,17 @@ def summarize(records: list[dict]) -> list[dict]:
         for c in controls:
             chosen = [r for r in records if r["level"] == level and r["variant"] == c]
             row[f"{c}_early_mean"], row[f"{c}_early_std"] = _stats(chosen, "test_accuracy_early")
+        level_records = [r for r in records if r["level"] == level]
+        row["collapsed"] = sorted({p for r in level_records for p in collapsed_leaves(r)})
+        row["diverged"] = sum(bool(r.get("diverged")) for r in level_records)
         rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
     """A fixed-width plain-text table of ``summarize`` rows (accuracies as mean ± std, %).
+
+    The last two columns count the level's collapsed leaves and diverged runs ("-": none).
 
     Args:
       rows: output of ``summarize``.
@@ -132,9 +145,13 @@ def load_results(run_dir) -> dict:
     if not path.is_file():
         raise ValueError(f"{str(path)!r} not found: is {str(run_dir)!r} a lottery run directory?")
     try:
-        results = json.loads(path.read_text())
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from e
     except json.JSONDecodeError as e:
         raise ValueError(f"{str(path)!r} is not valid JSON: {e}") from e
+    except RecursionError:
+        raise ValueError(f"{str(path)!r} is nested too deeply to be lottery results") from None
     if not isinstance(results, dict) or not isinstance(results.get("records"), list):
         raise ValueError(f"{str(path)!r}: expected an object with a 'records' list")
     check_records(results["records"])
@@ -142,8 +159,10 @@ def load_results(run_dir) -> dict:
 
 
 def check_records(records: list[dict]) -> None:
-    """Raises ValueError naming ``records[i].key`` for a missing key, a bad variant, a
-    duplicate (level, variant, seed) or an empty list."""
+    """Raises ValueError naming ``records[i].key`` for a missing or mistyped key, a value
+    out of range, a bad variant, a duplicate (level, variant, seed) or an empty list."""
+    if not isinstance(records, list):
+        raise ValueError(f"records: expected a list of records, got {type(records).__name__}")
     if not records:
         raise ValueError("records: expected at least one record, got none")
     seen = set()
@@ -153,6 +172,9 @@ def check_records(records: list[dict]) -> None:
         for key in REQUIRED_KEYS:
             if key not in r:
                 raise ValueError(f"records[{i}].{key}: missing (required: {REQUIRED_KEYS})")
+        for key, check, expected in _CHECKS:
+            if key in r and not check(r[key]):
+                raise ValueError(f"records[{i}].{key}: expected {expected}, got {r[key]!r}")
         if r["variant"] not in VARIANTS:
             raise ValueError(
                 f"records[{i}].variant: expected one of {VARIANTS}, got {r['variant']!r}"
@@ -161,6 +183,45 @@ def check_records(records: list[dict]) -> None:
         if ident in seen:
             raise ValueError(f"records[{i}]: duplicate record for (level, variant, seed) {ident}")
         seen.add(ident)
+
+
+def collapsed_leaves(record: dict) -> list[str]:
+    """The record's collapsed leaves: its ``collapsed`` list, else the leaves of its
+    ``layer_remaining`` at 0 (records written before ``collapsed`` existed)."""
+    if "collapsed" in record:
+        return list(record["collapsed"])
+    return [p for p, v in (record.get("layer_remaining") or {}).items() if v == 0]
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_fraction(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and 0.0 <= x <= 1.0
+
+
+# (key, check, what was expected): the value types a table needs.
+_CHECKS = (
+    ("level", lambda x: _is_int(x) and x >= 0, "an int >= 0"),
+    ("seed", lambda x: _is_int(x) and x >= 0, "an int >= 0"),
+    ("variant", lambda x: isinstance(x, str), "a str"),
+    ("remaining", _is_fraction, "a number in [0, 1]"),
+    ("test_accuracy_early", _is_fraction, "a number in [0, 1]"),
+    ("test_accuracy_final", _is_fraction, "a number in [0, 1]"),
+    ("early_stop_step", lambda x: _is_int(x) and x >= 0, "an int >= 0"),
+    (
+        "collapsed",
+        lambda x: isinstance(x, list) and all(isinstance(p, str) for p in x),
+        "a list of leaf paths",
+    ),  # fmt: skip
+    ("diverged", lambda x: isinstance(x, bool), "true or false"),
+    (
+        "layer_remaining",
+        lambda x: isinstance(x, dict) and all(map(_is_fraction, x.values())),
+        "a dict of fractions in [0, 1]",
+    ),  # fmt: skip
+)
 
 
 def main_records(records: list[dict], level: int) -> list[dict]:
@@ -188,12 +249,16 @@ def _cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     controls = [c for c in CONTROLS if rows and f"{c}_early_mean" in rows[0]]
     header = ["level", "remaining %", "seeds", "ticket early %", "ticket final %", "early-stop it"]
     header += [f"{c} early %" for c in controls]
+    header += ["collapsed", "diverged"]
     body = []
     for row in rows:
         line = [str(row["level"]), _pct(row["remaining_pct"]), str(row["seeds"])]
         line += [_pm(row, "ticket_early"), _pm(row, "ticket_final")]
         line.append(_num(row["early_stop_step"], 0))
         line += [_pm(row, f"{c}_early") for c in controls]
+        # Leaves with no weight left, and runs whose loss or weights went non-finite.
+        line.append(str(len(row.get("collapsed") or ())) if row.get("collapsed") else "-")
+        line.append(str(row["diverged"]) if row.get("diverged") else "-")
         body.append(line)
     return header, body
 
