@@ -21,13 +21,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command ``argv`` (default: ``sys.argv[1:]``) and returns its exit code.
+
+    Called from Python with ``argv``, it leaves the process's JAX devices as they are
+    unless ``--cpu-devices`` is given (a library call must not reconfigure JAX, and the
+    device count names the run directory).
+    """
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # named by the subcommand that got them, like every other usage error
         parser.exit(2, f"jaxticket {args.command}: error: unrecognized arguments: "
                        f"{' '.join(extra)} (see jaxticket {args.command} --help)\n")  # fmt: skip
     _enable_compilation_cache()
-    _use_cpu_cores(getattr(args, "cpu_devices", None))
+    _use_cpu_cores(getattr(args, "cpu_devices", None), command_line=argv is None)
     try:
         return args.func(args)
     except ConfigError as err:
@@ -288,11 +294,12 @@ def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         help="JAX CPU devices to split this machine into (default: one per core); seeds "
-        "are spread over them and train in parallel. Ignored on accelerators",
+        "are spread over them and train in parallel, and the count names the run "
+        "directory (results differ in float rounding). Ignored on accelerators",
     )
 
 
-def _use_cpu_cores(count: int | None) -> None:
+def _use_cpu_cores(count: int | None, *, command_line: bool) -> None:
     # On a CPU-only machine JAX has one device, and a small network's training step keeps
     # about one core busy. One device per core lets the seeds of a level train in parallel
     # (about 1.4-1.5x per run on 2 cores). An explicit XLA device-count flag wins.
@@ -300,6 +307,8 @@ def _use_cpu_cores(count: int | None) -> None:
 
     import jax
 
+    if count is None and not command_line:
+        return  # main(argv) from Python: JAX's devices are the caller's choice
     if count is None and "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
     try:
