@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from jaxticket.lottery import store_files
 from jaxticket.lottery.store import (
@@ -24,6 +26,7 @@ from jaxticket.lottery.store import (
     RunStore,
     StorageError,
 )
+from jaxticket.lottery.store_seal import seal, seal_problem
 
 CONFIG = {"model": "lenet_300_100", "dataset": "mnist1d", "levels": 3}
 
@@ -74,6 +77,42 @@ def test_valid_json_edit_of_a_record_is_detected(tmp_path):
     assert store.finished_levels() == [0, 2]
     assert [p.name.split(".")[0] for p in (store.run_dir / "broken").iterdir()] == ["level_01"]
     assert store.load_level(0)[1] == records(0, 0.5)  # the other levels are untouched
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(JSON, max_size=3), st.lists(JSON, max_size=3), st.integers(0, 9))
+def test_seal_passes_its_own_records_and_fails_any_other(records_a, records_b, level):
+    run = "r" * 64
+    fields = {"level": level, "run": run, "arrays": {}, "arrays_digest": "a", "files": {}}
+    meta = {**fields, "records": records_a}
+    meta["digest"] = seal(meta)
+    meta = json.loads(json.dumps(meta))  # as read back from level_LL.json (NaN included)
+    assert seal_problem(meta, level=level, run=run, name="f") is None
+    assert "holding the records of level" in seal_problem(meta, level=level + 1, run=run, name="f")
+    assert "another run" in seal_problem(meta, level=level, run="s" * 64, name="f")
+    assume(store_files.canonical(records_a) != store_files.canonical(records_b))
+    edited = {**meta, "records": json.loads(json.dumps(records_b))}
+    assert "were edited" in seal_problem(edited, level=level, run=run, name="f")
+
+
+def test_non_finite_and_numpy_records_load_as_saved(tmp_path):
+    # Diverged runs record NaN and inf losses: they must not look like an edit.
+    store = RunStore.open(tmp_path, CONFIG)
+    odd = [{"loss": float("nan"), "best": np.float32(np.inf), "h": [np.float32(0.1), -np.inf]}]
+    store.save_level(0, arrays(), odd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, loaded = RunStore(store.run_dir).load_level(0)
+    assert json.dumps(loaded) == json.dumps(json.loads(store_files.dumps(odd)))
 
 
 def test_swapped_levels_are_detected(tmp_path):

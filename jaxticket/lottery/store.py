@@ -155,11 +155,8 @@ class RunStore:
         """
         with exclusive_lock(self.run_dir / ".lock", self.run_dir, wait=wait):
             remove_tmp_files(self.run_dir, all_writers=True)
-            checkpoints = self._checkpoints()
-            if checkpoints.is_dir():
-                with storage_errors(f"cannot clean up {checkpoints}"):
-                    for tmp in checkpoints.glob("*.orbax-checkpoint-tmp*"):
-                        shutil.rmtree(tmp)
+            for tmp in self._checkpoints().glob("*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(tmp, ignore_errors=True)  # best effort, as for the tmp files
             yield self
 
     def save_level(self, level: int, arrays: dict[str, Any], records: list[dict]) -> None:

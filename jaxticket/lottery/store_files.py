@@ -185,7 +185,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_tmp_files(directory: Path, *, all_writers: bool) -> list[Path]:
-    """Removes ``write_atomic``'s leftover tmp files in ``directory``.
+    """Removes ``write_atomic``'s leftover tmp files in ``directory``, as far as it can.
+
+    Cleanup never fails a run: a file that cannot be removed (another user's, a read-only
+    disk) is left where it is.
 
     Args:
       directory: the folder to clean.
@@ -196,17 +199,21 @@ def remove_tmp_files(directory: Path, *, all_writers: bool) -> list[Path]:
       The removed files.
     """
     removed = []
-    if not directory.is_dir():
+    try:
+        paths = list(directory.iterdir())
+    except OSError:
         return removed
-    with storage_errors(f"cannot clean up tmp files in {directory}"):
-        for path in directory.iterdir():
-            match = _TMP_FILE.fullmatch(path.name)
-            if not match or not path.is_file():
+    for path in paths:
+        match = _TMP_FILE.fullmatch(path.name)
+        if not match:
+            continue
+        pid = int(match[1])
+        if all_writers or (pid != os.getpid() and not pid_alive(pid)):
+            try:
+                path.unlink()
+            except OSError:
                 continue
-            pid = int(match[1])
-            if all_writers or (pid != os.getpid() and not pid_alive(pid)):
-                path.unlink(missing_ok=True)
-                removed.append(path)
+            removed.append(path)
     return removed
 
 
