@@ -18,8 +18,9 @@ leaves either a finished level or no ``level_LL.json`` (orbax ignores its unfina
 digest, the records (canonical JSON), the arrays' digest and the size and sha256 of every
 checkpoint file. ``load_level`` checks all of them, so an edited record, two swapped levels,
 a level copied from another run, or a damaged checkpoint file is found, reported with a
-``BrokenLevelWarning`` and recomputed, never loaded. Checkpoint files are checked before
-orbax reads them.
+``BrokenLevelWarning`` and recomputed, never loaded. (The seal guards against accidents,
+not against someone who recomputes it.) Checkpoint files are checked before orbax reads
+them: its failed concurrent reads of a damaged file print tracebacks from its threads.
 
 Storage failures (a full or read-only disk, an ``--out`` under a regular file) raise a
 one-line ``StorageError`` (an ``OSError``) naming the path; levels finished before stay
