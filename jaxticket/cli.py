@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # named by the subcommand that got them, like every other usage error
-        parser.exit(2, f"jaxticket {args.command}: error: unrecognized arguments: "
-                       f"{' '.join(extra)} (see jaxticket {args.command} --help)\n")  # fmt: skip
+        what = f"unrecognized arguments: {' '.join(extra)}"
+        parser.exit(2, f"jaxticket {args.command}: error: {what} (see --help)\n")
     _enable_compilation_cache()
     _use_cpu_cores(getattr(args, "cpu_devices", None), command_line=argv is None)
     try:
@@ -269,8 +269,8 @@ def _layer_rates(text: str) -> tuple[tuple[str, float], ...]:
         try:
             out.append((pattern, float(scale)))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"scale of {pattern!r}: expected a number, "
-                                             f"got {scale!r}") from None  # fmt: skip
+            message = f"scale of {pattern!r}: expected a number, got {scale!r}"
+            raise argparse.ArgumentTypeError(message) from None
     return tuple(out)
 
 

@@ -96,8 +96,8 @@ def run_lottery(
             store.save_level(level, exp.pack(state), new)
         for lvl in sorted({r["level"] for r in new}):
             chosen = [r for r in new if r["level"] == lvl]
-            warn_collapsed(lvl, chosen, stacklevel=2)
-            warn_diverged(lvl, chosen, stacklevel=2)
+            warn_collapsed(lvl, chosen, stacklevel=3)  # at run_lottery's caller
+            warn_diverged(lvl, chosen, stacklevel=3)
         records.extend(new)
         store.write_results(identity, records)
     return store, records
@@ -186,8 +186,8 @@ class Experiment:
         records = []
         for j, (lvl, variant) in enumerate(names):
             sl = slice(j * c.seeds, (j + 1) * c.seeds)
-            records += self._records(lvl, variant, jax.tree.map(lambda x, sl=sl: x[sl], result),
-                                     batch[j][2])  # fmt: skip
+            part = jax.tree.map(lambda x, sl=sl: x[sl], result)
+            records += self._records(lvl, variant, part, batch[j][2])
         # IMP continues from the ticket of the (last) level.
         last = per_mask_state[-1]
         j = names.index((level + len(masks) - 1, "ticket"))
@@ -292,8 +292,8 @@ class Experiment:
 
     def _records(self, level: int, variant: str, result, mask) -> list[Record]:
         """Records of one variant's seeds from its (host) ``TrainResult`` slice."""
-        return level_records(level, variant, result.history, mask, result.diverged,
-                             result.diverged_step, self.config.seeds)  # fmt: skip
+        h, diverged, at = result.history, result.diverged, result.diverged_step
+        return level_records(level, variant, h, mask, diverged, at, self.config.seeds)
 
     def pack(self, state: dict) -> dict[str, Any]:
         flat = {}

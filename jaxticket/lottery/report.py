@@ -201,26 +201,30 @@ def _is_fraction(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and 0.0 <= x <= 1.0
 
 
+def _is_accuracy(x) -> bool:  # a diverged run may have stored NaN
+    return _is_fraction(x) or (isinstance(x, float) and math.isnan(x))
+
+
+def _is_paths(x) -> bool:
+    return isinstance(x, list) and all(isinstance(p, str) for p in x)
+
+
+def _is_fractions(x) -> bool:
+    return isinstance(x, dict) and all(map(_is_fraction, x.values()))
+
+
 # (key, check, what was expected): the value types a table needs.
 _CHECKS = (
     ("level", lambda x: _is_int(x) and x >= 0, "an int >= 0"),
     ("seed", lambda x: _is_int(x) and x >= 0, "an int >= 0"),
     ("variant", lambda x: isinstance(x, str), "a str"),
     ("remaining", _is_fraction, "a number in [0, 1]"),
-    ("test_accuracy_early", _is_fraction, "a number in [0, 1]"),
-    ("test_accuracy_final", _is_fraction, "a number in [0, 1]"),
+    ("test_accuracy_early", _is_accuracy, "a number in [0, 1]"),
+    ("test_accuracy_final", _is_accuracy, "a number in [0, 1]"),
     ("early_stop_step", lambda x: _is_int(x) and x >= 0, "an int >= 0"),
-    (
-        "collapsed",
-        lambda x: isinstance(x, list) and all(isinstance(p, str) for p in x),
-        "a list of leaf paths",
-    ),  # fmt: skip
+    ("collapsed", _is_paths, "a list of leaf paths"),
     ("diverged", lambda x: isinstance(x, bool), "true or false"),
-    (
-        "layer_remaining",
-        lambda x: isinstance(x, dict) and all(map(_is_fraction, x.values())),
-        "a dict of fractions in [0, 1]",
-    ),  # fmt: skip
+    ("layer_remaining", _is_fractions, "a dict of fractions in [0, 1]"),
 )
 
 
