@@ -17,6 +17,8 @@ What two objects must share to hit the cache (``fingerprint(a) == fingerprint(b)
   objects), module, qualified name, default arguments and closure-cell contents
   (recursively), and the same values of the module globals the code names (plain values
   by value; modules, classes, functions and anything else by identity).
+- other containers JAX can flatten (an ``nnx.State``): the same tree structure and
+  leaves with equal fingerprints.
 - any other hashable object: its own ``==`` (identity unless its class defines value
   equality, as jax's ``PyTreeDef`` and ``ShapeDtypeStruct``, dtypes and NNX ``GraphDef``
   do).
@@ -38,6 +40,7 @@ import types
 from collections.abc import Hashable
 from typing import Any
 
+import jax
 import numpy as np
 
 _MAX_DEPTH = 64
@@ -138,7 +141,24 @@ class _Fingerprinter:
             fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
             extra = {k: v for k, v in getattr(obj, "__dict__", {}).items() if k not in fields}
             return (type(obj), each(fields), each(extra))
-        return self.identity(obj)
+        return self.pytree(obj, depth)
+
+    def pytree(self, obj: Any, depth: int) -> Hashable:
+        # An unhashable container JAX knows how to flatten (an ``nnx.State``, say) is its
+        # tree structure and its leaves; anything else is itself.
+        try:
+            hash(obj)
+            return self.identity(obj)
+        except TypeError:
+            pass
+        try:
+            leaves, treedef = jax.tree.flatten(obj)
+            hash(treedef)
+        except Exception:  # noqa: BLE001  (no structure to go by: identity is safe)
+            return self.identity(obj)
+        if treedef.num_nodes == 1 and treedef.num_leaves == 1:  # a leaf: an array, say
+            return self.identity(obj)
+        return ("pytree", treedef, tuple(self.of(leaf, depth) for leaf in leaves))
 
     def function(self, fn: types.FunctionType, depth: int) -> Hashable:
         each = functools.partial(self.of, depth=depth)

@@ -1,11 +1,12 @@
 """Divergence: non-finite loss or variables seen inside a compiled run, reported after it.
 
 The engine carries one ``int32`` per run through its ``lax.scan``: the first segment-end
-step at which the accumulated training loss or any parameter / model-state entry was not
-finite (``-1`` while none was). The check is one reduction per segment (evaluation period
-or snapshot cut), never per step, and needs no host sync and no ``lax.cond``. A NaN or
-infinite loss at any step makes the segment's loss sum non-finite (the sum is reset only
-at evaluations, after the check), so no such step goes unseen.
+step at which the accumulated training loss, an evaluation loss or any parameter /
+model-state entry was not finite (``-1`` while none was). The check is one reduction per
+segment (evaluation period or snapshot cut), never per step, and needs no host sync and
+no ``lax.cond``. A NaN or infinite loss at any step makes the segment's loss sum
+non-finite (the sum is reset only at evaluations, after the check), so no such step goes
+unseen.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ import optax
 from jaxticket.masks import apply_mask, validate_mask
 from jaxticket.optim import zero_pruned
 from jaxticket.train import order, timeline
+from jaxticket.train.checks import check_run_settings
 from jaxticket.train.divergence import any_nonfinite, first_divergence
 from jaxticket.train.evaluate import cross_entropy, evaluate
 
@@ -58,8 +59,8 @@ class TrainResult(NamedTuple):
       history: ``{"step", "train_loss", "test_loss", "test_accuracy"[, "val_loss",
         "val_accuracy"]}``, each an array with one entry per evaluation.
       snapshots: one ``(params, model_state)`` per requested snapshot step, in order.
-      diverged: whether the training loss or any parameter / model-state entry became NaN
-        or infinite during the run (``bool``).
+      diverged: whether the training loss, an evaluation loss or any parameter /
+        model-state entry became NaN or infinite during the run (``bool``).
       diverged_step: the first segment end (evaluation or snapshot step, or the start of
         the run) at which that was seen, ``-1`` if never (``int32``). A loss that is
         non-finite at any step is caught at the end of its segment.
@@ -184,16 +185,17 @@ def make_engine(
     progress: Callable[[Any], None] | None = None,
 ) -> Engine:
     """The parts of the run :func:`make_train_fn` builds (same arguments)."""
-    eval_every = steps if eval_every is None else eval_every
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if start_step < 0:
-        raise ValueError(f"start_step must be >= 0, got {start_step}")
-    for s in snapshot_steps:
-        if not start_step <= s <= start_step + steps:
-            raise ValueError(
-                f"snapshot step {s} is outside the run [{start_step}, {start_step + steps}]"
-            )
+    settings = check_run_settings(
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        snapshot_steps=snapshot_steps,
+        start_step=start_step,
+        eval_batch_size=eval_batch_size,
+    )
+    steps, batch_size = settings["steps"], settings["batch_size"]
+    eval_every, start_step = settings["eval_every"], settings["start_step"]
+    snapshot_steps = settings["snapshot_steps"]
     relative_snapshots = tuple(s - start_step for s in snapshot_steps)
     segments = timeline.segments(steps, eval_every, relative_snapshots)
     rows = np.asarray(
@@ -298,12 +300,6 @@ def make_engine(
             index, start, length, is_eval = row[0], row[1], row[2], row[3].astype(bool)
             state = run_segment(state, start_step + start, length)
             end = start_step + start + length
-            # One reduction per segment: a non-finite loss at any step of it leaves the
-            # loss sum non-finite (it is reset below, after this check).
-            bad = jnp.logical_not(jnp.isfinite(state.loss_sum)) | any_nonfinite(
-                state.params, state.model_state
-            )
-            diverged_step = first_divergence(diverged_step, bad, end)
             # The table is never batched over seeds, so this stays a branch under vmap:
             # snapshot-only and padding rows skip the evaluation.
             record = jax.lax.cond(
@@ -313,6 +309,13 @@ def make_engine(
                 state,
                 end,
             )
+            # One reduction per segment: a non-finite loss at any step of it leaves the
+            # loss sum non-finite (it is reset below, after this check); huge but finite
+            # params can still give a non-finite evaluation loss.
+            bad = jnp.logical_not(jnp.isfinite(state.loss_sum)) | any_nonfinite(
+                state.params, state.model_state, record
+            )
+            diverged_step = first_divergence(diverged_step, bad, end)
             state = state._replace(
                 loss_sum=jnp.where(is_eval, 0.0, state.loss_sum),
                 loss_count=jnp.where(is_eval, 0, state.loss_count),

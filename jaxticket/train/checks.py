@@ -1,0 +1,152 @@
+"""Up-front checks of a training call: one-line errors naming the setting, before any
+compiling (a bad value must never reach a trace and fail there with a deep traceback)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def check_int(name: str, value: Any, *, minimum: int) -> int:
+    """``value`` as an ``int`` (NumPy integers accepted), or a one-line error.
+
+    Raises:
+      TypeError: not an integer (floats and bools included).
+      ValueError: below ``minimum``.
+    """
+    if isinstance(value, bool) or not _is_integer(value):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    value = operator.index(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_run_settings(
+    *,
+    steps: Any,
+    batch_size: Any,
+    eval_every: Any,
+    snapshot_steps: Any,
+    start_step: Any,
+    eval_batch_size: Any = 1024,
+) -> dict[str, Any]:
+    """The run's static settings, checked and normalized (``eval_every=None`` means
+    ``steps``; ``snapshot_steps`` becomes a tuple of ints).
+
+    Raises:
+      TypeError, ValueError: naming the setting and what was expected.
+    """
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    eval_every = steps if eval_every is None else check_int("eval_every", eval_every, minimum=1)
+    start_step = check_int("start_step", start_step, minimum=0)
+    eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
+    if isinstance(snapshot_steps, (str, bytes)) or not hasattr(snapshot_steps, "__iter__"):
+        raise TypeError(
+            f"snapshot_steps must be a sequence of ints, got {snapshot_steps!r} "
+            f"(one step s: snapshot_steps=({snapshot_steps!r},))"
+        )
+    snaps = []
+    for s in snapshot_steps:
+        s = check_int("snapshot step", s, minimum=0)
+        if not start_step <= s <= start_step + steps:
+            raise ValueError(
+                f"snapshot step {s} is outside the run [{start_step}, {start_step + steps}]"
+            )
+        snaps.append(s)
+    return dict(
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        snapshot_steps=tuple(snaps),
+        start_step=start_step,
+        eval_batch_size=eval_batch_size,
+    )
+
+
+def check_optimizer(optimizer: Any) -> None:
+    """Raises TypeError unless ``optimizer`` is an optax transformation (``init``/``update``)."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        return
+    if callable(optimizer) and not hasattr(optimizer, "init"):
+        name = getattr(optimizer, "__name__", type(optimizer).__name__)
+        raise TypeError(
+            f"optimizer must be an optax GradientTransformation such as optax.adam(1e-3), got "
+            f"the function {name!r}: call it with its hyperparameters"
+        )
+    methods = (getattr(optimizer, "init", None), getattr(optimizer, "update", None))
+    if not all(callable(m) for m in methods):
+        raise TypeError(
+            "optimizer must be an optax GradientTransformation such as optax.adam(1e-3), got "
+            f"{type(optimizer).__name__}"
+        )
+
+
+def check_keys(name: str, keys: Any) -> int:
+    """The number of keys in ``keys`` (one per seed), or a one-line error.
+
+    Accepts typed keys (``jax.random.key``, shape ``(n,)``) and legacy ``uint32`` keys
+    (``jax.random.PRNGKey``, shape ``(n, 2)``).
+    """
+    if not hasattr(keys, "shape") or not hasattr(keys, "dtype"):
+        raise TypeError(
+            f"{name} must be an array of jax.random keys, one per seed, got {type(keys).__name__}"
+        )
+    shape = tuple(keys.shape)
+    if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        if len(shape) != 1:
+            hint = " (a single key: use key[None] or jax.random.split(key, n))" if not shape else ""
+            raise ValueError(
+                f"{name} must hold one key per seed, shape (n,); got shape {shape}{hint}"
+            )
+        return shape[0]
+    if keys.dtype == jnp.uint32 and len(shape) == 2 and shape[1] == 2:
+        return shape[0]
+    raise TypeError(
+        f"{name} must be jax.random keys, one per seed (jax.random.split(jax.random.key(0), n)); "
+        f"got a {keys.dtype} array of shape {shape}"
+    )
+
+
+def check_single_key(name: str, key: Any) -> None:
+    """Raises unless ``key`` is one jax.random key (typed, shape ``()``, or legacy ``(2,)``)."""
+    if hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if tuple(key.shape) == ():
+            return
+        raise ValueError(
+            f"{name} must be a single key, got keys of shape {tuple(key.shape)} "
+            "(several seeds: use train_seeds)"
+        )
+    if hasattr(key, "dtype") and key.dtype == jnp.uint32 and tuple(key.shape) == (2,):
+        return
+    got = f"a {key.dtype} array of shape {tuple(key.shape)}" if hasattr(key, "dtype") else repr(key)
+    raise TypeError(f"{name} must be a jax.random key (jax.random.key(seed)), got {got}")
+
+
+def check_model_and_data(model: Any, data: Any) -> None:
+    """Raises TypeError unless ``model`` looks like a ``Model`` and ``data`` like a ``Dataset``."""
+    for field in ("init", "apply", "input_shape", "num_classes"):
+        if not hasattr(model, field):
+            raise TypeError(
+                f"model must be a jaxticket.models.Model (jaxticket.models.get(...)), got "
+                f"{type(model).__name__} without {field!r}"
+            )
+    for field in ("x_train", "y_train", "x_test", "y_test", "input_shape", "num_classes"):
+        if not hasattr(data, field):
+            raise TypeError(
+                f"data must be a jaxticket.data.Dataset (jaxticket.data.load(...)), got "
+                f"{type(data).__name__} without {field!r}"
+            )
+
+
+def _is_integer(value: Any) -> bool:
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
