@@ -238,3 +238,36 @@ def test_replace_mask_under_jit_in_an_nnx_optimizer_state():
     new = jax.jit(jaxticket.replace_mask)(optimizer.opt_state, mask)
     assert _types(new) == _types(optimizer.opt_state)
     assert not np.any(np.asarray(jaxticket.get_mask(new)["l2"]["kernel"]))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dense_mask of an nnx.State still carries Param(bool) leaves: needs the "
+    "Variable-transparent validate_mask/apply_mask/_binary (masks.py) and update_fn "
+    "(optim.py) described in helper D's report; remove this marker once they land",
+)
+def test_a_mask_of_an_nnx_state_holds_plain_bools_and_fits_the_param_state():
+    model = Net(rngs=nnx.Rngs(2))
+    params = nnx.state(model, nnx.Param)
+    mask = jaxticket.dense_mask(params)
+    assert isinstance(mask, nnx.State) and not _types(mask)  # no Param(bool) masquerade
+    assert [p for p, _ in leaves_with_paths(mask)] == ["l1/kernel", "l2/kernel"]
+    keep = np.arange(24).reshape(4, 6) % 4 != 0
+    mask["l1"]["kernel"] = jnp.asarray(keep)
+    jaxticket.validate_mask(mask, params)
+    pruned = jaxticket.apply_mask(params, mask)
+    assert _types(pruned) == collections.Counter({"Param": 4})  # the params keep their type
+    np.testing.assert_array_equal(
+        np.asarray(pruned["l1"]["kernel"][...]), np.where(keep, params["l1"]["kernel"][...], 0)
+    )
+    # optax used directly on the Param state, as the optax docs would.
+    opt = zero_pruned(optax.sgd(0.1), mask)
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = opt.update(grads, opt.init(params), params)
+    new = optax.apply_updates(params, updates)
+    assert _types(new) == collections.Counter({"Param": 4})
+    assert np.all(np.asarray(new["l1"]["kernel"][...])[~keep] == 0.0)
+    # And through an nnx.Optimizer: the mask in its state is no parameter either.
+    optimizer = nnx.Optimizer(model, zero_pruned(optax.adam(1e-2), mask), wrt=nnx.Param)
+    assert not jax.tree.leaves(nnx.state(optimizer, nnx.Param))
+    assert _types(nnx.state(optimizer))["OptVariable"] == 2 * 4  # Adam's mu and nu only

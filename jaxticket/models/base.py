@@ -107,12 +107,17 @@ def from_nnx(
     if num_classes is not None:
         num_classes = check_num_classes(name, num_classes)
     label, _ = nnx_call.resolve(call)
-    abstract = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
-    if not isinstance(abstract, nnx.Module):
-        raise TypeError(
-            f"from_nnx {name!r}: build(rngs) must return an nnx.Module, got "
-            f"{type(abstract).__name__}"
-        )
+
+    def build_checked(rngs: nnx.Rngs) -> nnx.Module:
+        module = build(rngs)
+        if not isinstance(module, nnx.Module):
+            raise TypeError(
+                f"from_nnx {name!r}: build(rngs) must return an nnx.Module, got "
+                f"{type(module).__name__}"
+            )
+        return module
+
+    abstract = nnx.eval_shape(lambda: build_checked(nnx.Rngs(0)))
     graphdef, abs_params, abs_rngs, abs_rest = nnx.split(abstract, nnx.Param, nnx.RngState, ...)
     params_def = jax.tree.structure(abs_params)
     rest_def = jax.tree.structure(abs_rest)

@@ -100,7 +100,10 @@ def register(name: str, *, overwrite: bool = False) -> Callable[[Factory], Facto
 
 
 def _did_you_mean(word: object, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1) if choices else []
+    # A prefix ("lenet" for "lenet_300_100") says more than edit distance does.
+    word = str(word)
+    close = [c for c in choices if c.startswith(word)] if word else []
+    close = close or difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
