@@ -260,9 +260,6 @@ def test_storage_failure_mid_run_loses_nothing_finished(tmp_path, straight_run, 
     assert new_records == records(straight_run) == records(run_dir)
 
 
-# run_lottery must hold the run directory's lock for the whole run (in imp.py, C1's:
-# ``with store.locked(): ...`` around the level loop); until then this test xfails.
-@pytest.mark.xfail(reason="until run_lottery holds RunStore.locked()", strict=False)
 def test_a_second_run_on_the_same_directory_is_refused(tmp_path, straight_run):
     root, run_dir = copy_run(tmp_path, straight_run)
     before = (run_dir / "results.json").read_text()

@@ -80,26 +80,29 @@ def run_lottery(
     exp = Experiment(config, devices=devices)
     identity = run_identity(config, exp.devices)
     store = RunStore.open(out_dir, identity, name=f"lottery-{config.model}-{config.dataset}")
-    log(f"run directory: {store.run_dir}")
-    levels = [0, 1] if config.one_shot else list(range(config.levels + 1))
-    records: list[Record] = []
-    state = None
-    for level in levels:
-        loaded = store.load_level(level)
-        if loaded is not None:
-            arrays, new = loaded
-            state = exp.unpack(arrays)
-            log(f"level {level}: finished earlier, loaded")
-        else:
-            log(f"level {level}: training")
-            state, new = exp.run_level(level, state, show_progress)
-            store.save_level(level, exp.pack(state), new)
-        for lvl in sorted({r["level"] for r in new}):
-            chosen = [r for r in new if r["level"] == lvl]
-            warn_collapsed(lvl, chosen, stacklevel=3)  # at run_lottery's caller
-            warn_diverged(lvl, chosen, stacklevel=3)
-        records.extend(new)
-        store.write_results(identity, records)
+    # One process per run directory: a second identical command is refused at once (the
+    # kernel drops the lock of a killed process, so a stale lock never blocks).
+    with store.locked():
+        log(f"run directory: {store.run_dir}")
+        levels = [0, 1] if config.one_shot else list(range(config.levels + 1))
+        records: list[Record] = []
+        state = None
+        for level in levels:
+            loaded = store.load_level(level)
+            if loaded is not None:
+                arrays, new = loaded
+                state = exp.unpack(arrays)
+                log(f"level {level}: finished earlier, loaded")
+            else:
+                log(f"level {level}: training")
+                state, new = exp.run_level(level, state, show_progress)
+                store.save_level(level, exp.pack(state), new)
+            for lvl in sorted({r["level"] for r in new}):
+                chosen = [r for r in new if r["level"] == lvl]
+                warn_collapsed(lvl, chosen, stacklevel=3)  # at run_lottery's caller
+                warn_diverged(lvl, chosen, stacklevel=3)
+            records.extend(new)
+            store.write_results(identity, records)
     return store, records
 
 
