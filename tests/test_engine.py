@@ -155,6 +155,62 @@ def test_shared_data_order_different_init(single):
     chex.assert_trees_all_equal(seed(start, 0), seed(single[0].snapshots[0][0], 0))
 
 
+class RecordingBar:
+    """Stands in for tqdm: records where the bar was moved."""
+
+    positions: list[int] = []
+
+    def __init__(self, total, initial=0, **kwargs):
+        self.total, self.n = total, initial
+        RecordingBar.positions = [initial]
+
+    def update(self, k):
+        self.n += k
+        RecordingBar.positions.append(self.n)
+
+    def close(self):
+        pass
+
+
+def test_progress_bar_gives_the_same_bits(pair, monkeypatch):
+    from jaxticket.train import progress
+
+    monkeypatch.setattr(progress, "tqdm", RecordingBar)
+    # With a bar the run is cut into chunk calls; the chunk program is the one-program
+    # run's scan body, so params, history, snapshots and the divergence flag agree to the
+    # bit. Adam (a step count in its state) and a mask, to cover the optimizer state.
+    mask = random_mask(seed(pair.params, 0), 0.5, seed=1)
+    kwargs = dict(steps=12, batch_size=16, eval_every=2, snapshot_steps=(0, 3), mask=mask)
+    opt = optax.adam(1e-2)
+    keys = dict(init_keys=INIT_KEYS[:2], data_keys=DATA_KEYS[:2])
+    quiet = train_seeds(MODEL, DATA, opt, **keys, **kwargs)
+    shown = train_seeds(MODEL, DATA, opt, **keys, show_progress=True, **kwargs)
+    chex.assert_trees_all_equal(quiet, shown)
+    # The bar moved forward chunk by chunk, up to the last step.
+    positions = RecordingBar.positions
+    assert positions[0] == 0 and positions[-1] == 12 and len(positions) > 2
+    assert positions == sorted(positions)
+    assert max_abs_diff(seed(quiet.params, 0), seed(quiet.params, 1)) > 1e-3
+
+
+def test_chunks_cover_the_table_with_padding_rows_that_do_nothing():
+    from jaxticket.train import compiled, progress
+
+    kw = dict(
+        steps=12, batch_size=16, eval_every=2, snapshot_steps=(3,), start_step=0,
+        mask_per_seed=False, progress=True,
+    )  # fmt: skip
+    chunked = compiled.compiled_train_fn(MODEL, OPT, **kw)
+    # 1 "before training" row + 7 segments (evaluations at 2, 4, ... 12, a cut at 3).
+    pieces = chunked.pieces
+    assert len(pieces) <= progress.CHUNKS and len({len(p) for p in pieces}) == 1
+    rows = np.concatenate(pieces)
+    real, pad = rows[:8], rows[8:]
+    np.testing.assert_array_equal(real[:, 1] + real[:, 2], [0, 2, 3, 4, 6, 8, 10, 12])
+    assert np.all(pad[:, 2] == 0) and np.all(pad[:, 3] == 0) and np.all(pad[:, 0] == -1)
+    assert chunked.ends[-1] == 12
+
+
 # -- history and snapshots ---------------------------------------------------------------
 
 

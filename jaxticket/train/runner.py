@@ -20,6 +20,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxticket._paths import leaves_with_paths
+from jaxticket.masks import validate_mask
 from jaxticket.train.checks import (
     check_keys,
     check_model_and_data,
@@ -159,10 +160,10 @@ def train_seeds(
             f"batch_size {batch_size} is larger than the training set "
             f"({data.x_train.shape[0]} examples)"
         )
-    if mask_per_seed:
-        if mask is None:
-            raise ValueError("mask_per_seed=True needs a mask stacked over seeds; got mask=None")
-        _check_seed_axis("mask", mask, n)
+    if mask_per_seed and mask is None:
+        raise ValueError("mask_per_seed=True needs a mask stacked over seeds; got mask=None")
+    if mask is not None:
+        _check_mask(model, mask, mask_per_seed, n)
     if params is None:
         params, model_state = init_seeds(model)(init_keys)
     else:
@@ -215,6 +216,18 @@ def _empty_state(model, key: jax.Array):
             "); pass model_state together with params"
         )
     return template
+
+
+def _check_mask(model, mask, per_seed: bool, n: int) -> None:
+    """The mask fits the model's params (one seed's slice of it when ``per_seed``)."""
+    if per_seed:
+        _check_seed_axis("mask", mask, n)
+        mask = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape[1:], m.dtype) if hasattr(m, "dtype") else m,
+            mask,
+            is_leaf=lambda x: x is None,
+        )
+    validate_mask(mask, jax.eval_shape(model.init, jax.random.key(0))[0])
 
 
 def _check_seed_axis(what: str, tree, n: int) -> None:
