@@ -95,6 +95,38 @@ def test_unknown_option_lists_the_models_options():
         models.get("conv2", input_shape=(32, 32, 3), num_classes=10, width=2)
 
 
+def test_register_again_from_a_rerun_cell_replaces_and_overwrite_replaces_others(monkeypatch):
+    from jaxticket.models import registry
+
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+
+    def make_cell():  # what re-running a notebook cell does: a new, equal-named function
+        def tiny(*, input_shape, num_classes):
+            return models.from_nnx(
+                lambda rngs: nnx.Linear(input_shape[0], num_classes, rngs=rngs),
+                input_shape=input_shape,
+                name="tiny",
+            )
+
+        return tiny
+
+    first, second = make_cell(), make_cell()
+    assert first is not second
+    models.register("tiny")(first)
+    models.register("tiny")(second)  # same module and qualname: replaced, no error
+    assert registry._FACTORIES["tiny"] is second
+    assert models.get("tiny", input_shape=(3,), num_classes=2).num_classes == 2
+
+    def other(*, input_shape, num_classes):
+        raise AssertionError("not built")
+
+    with pytest.raises(ValueError, match=r"already registered.*register\('tiny', overwrite=True\)"):
+        models.register("tiny")(other)
+    assert registry._FACTORIES["tiny"] is second
+    models.register("tiny", overwrite=True)(other)
+    assert registry._FACTORIES["tiny"] is other
+
+
 @pytest.mark.parametrize(
     "name, input_shape, message",
     [

@@ -13,7 +13,13 @@ import jax
 import jax.numpy as jnp
 from flax import core
 
-from jaxticket.models.base import Model, check_input, check_tree, infer_num_classes
+from jaxticket.models.base import (
+    Model,
+    check_input,
+    check_input_shape,
+    check_tree,
+    infer_num_classes,
+)
 
 
 def from_linen(
@@ -97,7 +103,7 @@ def from_functions(
     Returns:
       The ``Model``; a stateless pair gets ``state = {}``.
     """
-    input_shape = tuple(int(d) for d in input_shape)
+    input_shape = check_input_shape(name, input_shape)
 
     if stateful:
         init_fn = init
