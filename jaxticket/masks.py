@@ -10,6 +10,11 @@ Example::
     mask = jaxticket.dense_mask(params, exclude="*/bias")
     params = jaxticket.apply_mask(params, mask)
     jaxticket.sparsity(mask)  # 0.0
+
+A mask stacked over seeds (``train_seeds``, ``jax.vmap``) looks like one network's mask
+with an extra leading axis; nothing in it says so. Per-leaf statistics and
+``collapsed_leaves`` therefore take ``seed_axis=``: pass ``seed_axis=0`` for per-seed
+answers, or they pool over the seeds.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ Mask = Any
 Prunable = Callable[[str, Any], bool]
 
 _is_none = lambda x: x is None  # noqa: E731  (keeps ``None`` mask leaves visible to tree_map)
+
+
+class LayerCollapseWarning(UserWarning):
+    """A prunable leaf has no alive weight left: no signal passes through that layer."""
 
 
 def default_prunable(path: str, leaf: Any) -> bool:
@@ -117,20 +126,67 @@ def density(mask: Mask) -> jax.Array:
     return count_alive(mask).astype(jnp.float32) / max(count_total(mask), 1)
 
 
-def sparsity_by_leaf(mask: Mask) -> dict[str, jax.Array]:
-    """Per prunable leaf, keyed by readable path: the fraction of that leaf pruned."""
+def sparsity_by_leaf(mask: Mask, *, seed_axis: int | None = None) -> dict[str, jax.Array]:
+    """Per prunable leaf, keyed by readable path: the fraction of that leaf pruned.
+
+    Args:
+      mask: a mask, or masks stacked along ``seed_axis`` of every leaf.
+      seed_axis: None for one network's mask (a scalar per leaf). For stacked masks give
+        the stacking axis (0 for ``train_seeds``) to get an array with one value per seed;
+        without it a stacked mask gives the fraction pooled over all seeds (their mean),
+        silently, since a mask cannot know it is stacked.
+
+    Raises:
+      ValueError: ``seed_axis`` out of range for a leaf, or leaves with different seed
+        counts (names the leaf).
+    """
     return {
-        path: jnp.mean(~m, dtype=jnp.float32)
-        for path, m in leaves_with_paths(mask)
-        if m is not None
+        path: jnp.mean(~m, axis=other, dtype=jnp.float32)
+        for path, m, other in _reduced_axes(mask, seed_axis, "sparsity_by_leaf")
     }
 
 
-def alive_by_leaf(mask: Mask) -> dict[str, jax.Array]:
-    """Per prunable leaf, keyed by readable path: the number of alive weights."""
+def alive_by_leaf(mask: Mask, *, seed_axis: int | None = None) -> dict[str, jax.Array]:
+    """Per prunable leaf, keyed by readable path: the number of alive weights.
+
+    ``seed_axis`` as for ``sparsity_by_leaf``: with it, one count per seed; without it, a
+    stacked mask gives the count summed over seeds.
+    """
     return {
-        path: jnp.sum(m, dtype=jnp.int32) for path, m in leaves_with_paths(mask) if m is not None
+        path: jnp.sum(m, axis=other, dtype=jnp.int32)
+        for path, m, other in _reduced_axes(mask, seed_axis, "alive_by_leaf")
     }
+
+
+def collapsed_leaves(mask: Mask, *, seed_axis: int | None = None) -> list:
+    """Paths of prunable leaves with no alive entry: layers that pass no signal.
+
+    Host-side: needs a concrete mask (call it on a jitted function's output).
+
+    Args:
+      mask: a mask, or masks stacked along ``seed_axis``.
+      seed_axis: None: one network, returns a list of paths. An axis (0 for
+        ``train_seeds``): returns one list of paths per seed. A stacked mask without it is
+        read as one network, so a leaf counts as collapsed only if empty in every seed.
+
+    Raises:
+      TypeError: a traced mask.
+      ValueError: as for ``sparsity_by_leaf``.
+    """
+    reduced = _reduced_axes(mask, seed_axis, "collapsed_leaves")
+    if any(isinstance(m, jax.core.Tracer) for _, m, _ in reduced):
+        raise TypeError(
+            "collapsed_leaves: needs a concrete mask; call it outside jax.jit "
+            "(count_alive or alive_by_leaf work inside)"
+        )
+    flags = jax.device_get([jnp.any(m, axis=other) for _, m, other in reduced])
+    if seed_axis is None:
+        return [path for (path, _, _), alive in zip(reduced, flags, strict=True) if not alive]
+    n_seeds = len(flags[0]) if flags else 0
+    return [
+        [path for (path, _, _), alive in zip(reduced, flags, strict=True) if not alive[i]]
+        for i in range(n_seeds)
+    ]
 
 
 def mask_and(a: Mask, b: Mask) -> Mask:
@@ -200,6 +256,34 @@ def validate_mask(mask: Mask, params: Params) -> None:
 
 def _mask_leaves(mask: Mask) -> list[jax.Array]:
     return [m for m in jax.tree.leaves(mask) if m is not None]
+
+
+def _reduced_axes(mask: Mask, seed_axis: int | None, what: str) -> list[tuple[str, Any, tuple]]:
+    """(path, leaf, axes to reduce) per prunable leaf: all axes but ``seed_axis``."""
+    if seed_axis is not None and (isinstance(seed_axis, bool) or not isinstance(seed_axis, int)):
+        raise TypeError(f"{what}: seed_axis must be an int or None, got {seed_axis!r}")
+    out, n_seeds = [], None
+    for path, m in leaves_with_paths(mask):
+        if m is None:
+            continue
+        ndim = jnp.ndim(m)
+        if seed_axis is None:
+            out.append((path, m, tuple(range(ndim))))
+            continue
+        if not -ndim <= seed_axis < ndim:
+            raise ValueError(
+                f"{what}: leaf {path!r} has {ndim} dims, so seed_axis={seed_axis} is out of range"
+            )
+        axis = seed_axis % ndim
+        n = jnp.shape(m)[axis]
+        if n_seeds is not None and n != n_seeds:
+            raise ValueError(
+                f"{what}: leaf {path!r} has {n} entries along seed_axis={seed_axis}, the "
+                f"leaves before it {n_seeds}; is the mask stacked along that axis?"
+            )
+        n_seeds = n
+        out.append((path, m, tuple(i for i in range(ndim) if i != axis)))
+    return out
 
 
 def _binary(op, a: Mask, b: Mask, name: str) -> Mask:

@@ -21,14 +21,16 @@ _searched = jax.jit(lambda s, a, k: topk._topk_mask(s, a, k, sort_below=0))
 
 
 def reference(scores, alive, k):
-    """Stable sort by descending score over the concatenated alive entries."""
+    """Stable sort by descending score over the concatenated alive entries; NaN last."""
     flat = np.concatenate([np.asarray(s, np.float64).reshape(-1) for s in scores])
     live = np.concatenate([np.asarray(a, bool).reshape(-1) for a in alive])
     flat = np.where(flat == 0, 0.0, flat)  # -0.0 ties with +0.0
     k = int(np.clip(k, 0, live.sum()))
     idx = np.flatnonzero(live)
+    nan = np.isnan(flat[idx])
+    order = np.lexsort((np.arange(idx.size), np.where(nan, 0.0, -flat[idx]), nan))
     keep = np.zeros(flat.size, bool)
-    keep[idx[np.argsort(-flat[idx], kind="stable")][:k]] = True
+    keep[idx[order][:k]] = True
     out, start = [], 0
     for s in scores:
         out.append(keep[start : start + np.size(s)].reshape(np.shape(s)))
@@ -55,7 +57,7 @@ def problems(draw):
     kind = draw(st.sampled_from(["floats", "ints", "constant", "specials"]))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
-    specials = [0.0, -0.0, 1e-40, -1e-40, np.inf, -np.inf, 3.4e38, -3.4e38, 1.0, 1.5e-38]
+    specials = [0.0, -0.0, 1e-40, -1e-40, np.inf, -np.inf, 3.4e38, -3.4e38, 1.0, 1.5e-38, np.nan]
     scores, alive = [], []
     p_alive = draw(st.sampled_from([0.0, 0.3, 0.9, 1.0]))
     for shape in shapes:
@@ -88,6 +90,11 @@ def _pairs(rng, shape):
     return flat.reshape(shape)
 
 
+def _with_nonfinite(rng, x):
+    u = rng.random(x.shape)
+    return np.where(u < 0.1, np.nan, np.where(u < 0.11, np.inf, np.where(u < 0.12, -np.inf, x)))
+
+
 def _clustered(rng, shape):
     """Each run of 100 entries spans a tiny range: one row holds a whole narrow bracket."""
     flat = np.repeat(rng.standard_normal(int(np.prod(shape)) // 100 + 1), 100)
@@ -104,6 +111,8 @@ def _clustered(rng, shape):
         ("halves", 0.8),
         ("pairs", 0.3),
         ("clustered", 0.6),
+        ("nans", 0.5),  # 10% NaN, 1% of each infinity: NaN ranks below -inf
+        ("nans", 0.95),  # the k-th alive score is NaN: the exact path cuts their ties
     ],
 )
 def test_large_inputs_exact(kind, frac):
@@ -116,6 +125,7 @@ def test_large_inputs_exact(kind, frac):
         "halves": lambda s: rng.integers(0, 2, s) * 0.5,  # two distinct scores
         "pairs": lambda s: _pairs(rng, s),
         "clustered": lambda s: _clustered(rng, s),
+        "nans": lambda s: _with_nonfinite(rng, rng.standard_normal(s)),
     }[kind]
     scores = [jnp.asarray(make(s), jnp.float32) for s in shapes]
     alive = [jnp.asarray(rng.random(s) < 0.9) for s in shapes]

@@ -14,6 +14,7 @@ from jaxticket.pruning.allocation import (
 from jaxticket.pruning.criteria import (
     Criterion,
     check_scores,
+    count_nonfinite,
     magnitude,
     override,
     random,
@@ -41,6 +42,7 @@ __all__ = [
     "Selection",
     "TopK",
     "check_scores",
+    "count_nonfinite",
     "er",
     "erk",
     "erk_densities",

@@ -17,6 +17,12 @@ Criteria that need more (GraSP's Hessian-gradient product through ``jax.jvp`` of
 ``jax.grad``, SynFlow's data-free iterations) fit the same signature: they get the params,
 the current mask, a key and a batch. Scores of leaves whose mask is ``None`` are ignored,
 and so are scores of weights already pruned: selection only ever considers alive weights.
+
+Non-finite scores: an eager pruner call refuses NaN and infinite alive scores
+(``check_scores`` names the leaf). Under ``jax.jit`` they cannot be refused, so they are
+ranked: NaN below every other alive score (pruned first), -inf below every finite score,
++inf above every finite score. ``count_nonfinite`` counts them inside a jitted program, and
+``Pruner(..., checked=True)`` turns them into ``checkify`` errors.
 """
 
 from __future__ import annotations
@@ -187,6 +193,30 @@ def check_scores(scores: Scores, mask: Mask | None = None) -> None:
                 f"scores leaf {path!r}: {int(jnp.sum(bad))} alive weights have NaN or "
                 "infinite scores; scores must be finite"
             )
+
+
+def count_nonfinite(scores: Scores, mask: Mask | None = None) -> jax.Array:
+    """Number of NaN or infinite scores, as an int32 scalar array (jittable).
+
+    With ``mask``, only alive entries of prunable leaves count (leaves whose mask is
+    ``None`` are skipped); without, every entry of every leaf. Integer scores are finite.
+
+    Example::
+
+        bad = jax.jit(lambda p, m: count_nonfinite(magnitude(p), m))(params, mask)
+    """
+    if mask is None:
+        triples = [(path, True, s) for path, s in leaves_with_paths(scores)]
+    else:
+        triples = align(mask, scores)
+    total = jnp.zeros((), jnp.int32)
+    for _, m, s in triples:
+        s = jnp.asarray(s)
+        if m is None or not jnp.issubdtype(s.dtype, jnp.inexact):
+            continue
+        bad = ~jnp.isfinite(s)
+        total = total + jnp.sum(bad if m is True else bad & m, dtype=jnp.int32)
+    return total
 
 
 def align(mask: Mask, tree: Any, what: str = "scores") -> list[tuple[str, Any, Any]]:

@@ -11,22 +11,47 @@ function serves every pruning round::
 
     step = jax.jit(lambda p, m, f: pruner(p, m, fraction=f))
 
-Checks that need concrete values run only eagerly: a ``fraction``/``sparsity`` outside
-[0, 1) raises ValueError when given as a Python or concrete number (traced values are
-clipped instead), and NaN/inf scores raise ValueError naming the leaf only when the scores
-are concrete (see ``check_scores``; call the pruner once eagerly to check a new criterion).
+No layer collapses by default: every prunable leaf keeps at least ``min_keep`` (1) of
+its alive units (weights, or neurons with ``neurons()``), see ``jaxticket.pruning.selection``.
+With ``min_keep=0`` a leaf may lose every weight; an eager call that leaves such a leaf
+warns ``LayerCollapseWarning`` naming it (``jaxticket.masks.collapsed_leaves`` finds them
+in any concrete mask, e.g. after a jitted call).
+
+Checks that need concrete values run eagerly: a ``fraction``/``sparsity`` outside [0, 1)
+or resolving to 1.0 at six decimals (0.9999999) raises ValueError when given as a Python
+or concrete number, a layerwise scale that takes a concrete rate to 1 raises naming the
+leaf, and NaN/inf scores raise ValueError naming the leaf when the scores are concrete
+(see ``check_scores``; call the pruner once eagerly to check a new criterion).
+
+Under ``jit`` (traced rates or scores) nothing can be raised, and without ``checked`` this
+is what happens: a rate (also a scaled layerwise rate) is clipped to [0, 1] and NaN counts
+as 0, so a traced fraction 1.5 prunes every unit but each leaf's ``min_keep``, and -0.2 or
+NaN prunes nothing; NaN scores rank below every other alive score (pruned first), -inf
+below every finite score and +inf above. With ``checked=True`` the pruner adds
+``jax.experimental.checkify`` checks for all of these (a rate outside [0, 1), NaN, or
+resolving to 1; a scaled layerwise rate reaching 1; NaN or infinite alive scores), which a
+caller activates by wrapping its function::
+
+    err, mask = checkify.checkify(jax.jit(step))(params, mask, 1.5)
+    err.throw()  # pruner: fraction must be in [0, 1), got 1.5
+
+A checked pruner inside ``jax.jit`` without ``checkify.checkify`` fails to trace (JAX's
+"checkify.check which was not functionalized"); eagerly it needs no wrapper.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import warnings
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import checkify
 
 from jaxticket._paths import leaves_with_paths
-from jaxticket.masks import validate_mask
+from jaxticket.masks import LayerCollapseWarning, collapsed_leaves, validate_mask
 from jaxticket.pruning import allocation as alloc
 from jaxticket.pruning import criteria
 from jaxticket.pruning import selection as sel
@@ -44,9 +69,15 @@ class Pruner(NamedTuple):
       criterion: ``fn(params, *, mask, key, batch) -> scores``.
       allocation: e.g. ``global_()``, ``layerwise(scale)``, ``erk()``.
       selection: e.g. ``unstructured()``, ``neurons()``, ``n_m(2, 4)``.
+      min_keep: every prunable leaf keeps at least ``min(min_keep, alive)`` units
+        (weights, or neurons for ``neurons()``); 0 allows a leaf to collapse. Passed to
+        the selection as ``min_keep=``; a selection without that keyword needs
+        ``min_keep=0``.
+      checked: add ``jax.experimental.checkify`` checks for traced rates and scores
+        (see the module docstring).
 
     Allocation and selection are static arguments of a jitted core, so they must be
-    hashable (plain functions are; the factories return the same function for equal
+    hashable (plain functions are; the factories return equal objects for equal
     arguments, so building a pruner twice reuses the compiled program). Close over a
     pruner inside ``jax.jit``; do not pass it as an argument.
     """
@@ -54,6 +85,8 @@ class Pruner(NamedTuple):
     criterion: criteria.Criterion
     allocation: alloc.Allocation
     selection: sel.Selection
+    min_keep: int = 1
+    checked: bool = False
 
     def __call__(
         self,
@@ -77,11 +110,19 @@ class Pruner(NamedTuple):
           batch: for data-driven criteria (SNIP, ...).
 
         Raises:
-          ValueError: no prunable leaves, a fraction/sparsity outside [0, 1), NaN/inf
-            scores (eagerly), and the errors of the allocation and selection.
+          ValueError: no prunable leaves, a fraction/sparsity outside [0, 1) or resolving
+            to 1.0, NaN/inf scores (eagerly), and the errors of the allocation and
+            selection.
+          TypeError: a rate that is not a real scalar, complex scores (names the leaf),
+            a bad ``min_keep``/``checked``, a selection that takes no ``min_keep``.
+
+        Warns:
+          LayerCollapseWarning: (eager calls) a prunable leaf is left with no alive
+            weight; the message names the leaves.
         """
-        _check_rate("fraction", fraction)
-        _check_rate("sparsity", sparsity)
+        _check_options(self.min_keep, self.checked)
+        alloc.check_rate("fraction", fraction)
+        alloc.check_rate("sparsity", sparsity)
         validate_mask(mask, params)
         flat = leaves_with_paths(mask, keep_none=True)
         prunable = [(i, path, m) for i, (path, m) in enumerate(flat) if m is not None]
@@ -90,22 +131,37 @@ class Pruner(NamedTuple):
                 "pruner: the mask has no prunable leaves; leaf paths are: "
                 + ", ".join(path for path, _ in flat)
             )
+        paths = tuple(path for _, path, _ in prunable)
+        check_rates = getattr(self.allocation, "check_rates", None)
+        if check_rates is not None:
+            check_rates(list(paths), fraction=fraction, sparsity=sparsity, checked=self.checked)
+        if self.checked:
+            _checkify_rates(fraction=fraction, sparsity=sparsity)
+        min_keep = _min_keep_for(self.selection, self.min_keep)
         scores = self.criterion(params, mask=mask, key=key, batch=batch)
         criteria.check_scores(scores, mask)
         score_leaves = [s for _, _, s in criteria.align(mask, scores)]
+        prunable_scores = [_as_float(path, score_leaves[i]) for i, path, _ in prunable]
+        alive = [m for _, _, m in prunable]
+        if self.checked:
+            _checkify_scores(paths, prunable_scores, alive)
         new = _select(
-            [_as_float(score_leaves[i]) for i, _, _ in prunable],
-            [m for _, _, m in prunable],
+            prunable_scores,
+            alive,
             fraction,
             sparsity,
             selection=self.selection,
             allocation=self.allocation,
-            paths=tuple(path for _, path, _ in prunable),
+            paths=paths,
+            min_keep=min_keep,
         )
         leaves = [m for _, m in flat]
         for (i, _, _), m in zip(prunable, new, strict=True):
             leaves[i] = m
-        return jax.tree.unflatten(jax.tree.structure(mask, is_leaf=_is_none), leaves)
+        result = jax.tree.unflatten(jax.tree.structure(mask, is_leaf=_is_none), leaves)
+        if not any(isinstance(m, jax.core.Tracer) for m in new):
+            _warn_collapsed(result)
+        return result
 
 
 def make_pruner(
@@ -114,6 +170,8 @@ def make_pruner(
     selection: str | sel.Selection = "unstructured",
     *,
     scale: dict[str, float] | None = None,
+    min_keep: int = 1,
+    checked: bool = False,
 ) -> Pruner:
     """A ``Pruner`` from a criterion and names (or functions) for the other two parts.
 
@@ -122,7 +180,10 @@ def make_pruner(
       allocation: ``"global"``, ``"layerwise"``, ``"erk"``, ``"er"`` or an allocation.
       selection: ``"unstructured"``, ``"neurons"`` or a selection (e.g. ``n_m(2, 4)``).
       scale: per-leaf rate factors by path pattern; only with ``"layerwise"``.
+      min_keep: units every prunable leaf keeps at least (0: a leaf may collapse).
+      checked: ``checkify`` checks for traced rates and scores (see ``Pruner``).
     """
+    _check_options(min_keep, checked)
     if isinstance(allocation, str):
         allocation = _allocation(allocation, scale)
     elif scale is not None:
@@ -132,22 +193,39 @@ def make_pruner(
         if selection not in names:
             raise ValueError(f"unknown selection {selection!r}; valid: {sorted(names)}")
         selection = names[selection]()
-    return Pruner(criterion, allocation, selection)
+    return Pruner(criterion, allocation, selection, min_keep, checked)
 
 
-def magnitude_pruner(allocation="global", selection="unstructured", *, scale=None) -> Pruner:
+def magnitude_pruner(
+    allocation="global", selection="unstructured", *, scale=None, min_keep=1, checked=False
+) -> Pruner:
     """Prunes the smallest |w| (lottery tickets, gradual magnitude pruning)."""
-    return make_pruner(criteria.magnitude, allocation, selection, scale=scale)
+    return make_pruner(
+        criteria.magnitude, allocation, selection, scale=scale, min_keep=min_keep, checked=checked
+    )
 
 
-def random_pruner(allocation="global", selection="unstructured", *, scale=None) -> Pruner:
+def random_pruner(
+    allocation="global", selection="unstructured", *, scale=None, min_keep=1, checked=False
+) -> Pruner:
     """Prunes uniformly at random (needs ``key=``); the random-pruning control."""
-    return make_pruner(criteria.random, allocation, selection, scale=scale)
+    return make_pruner(
+        criteria.random, allocation, selection, scale=scale, min_keep=min_keep, checked=checked
+    )
 
 
-def snip_pruner(loss_fn, allocation="global", selection="unstructured", *, scale=None) -> Pruner:
+def snip_pruner(
+    loss_fn,
+    allocation="global",
+    selection="unstructured",
+    *,
+    scale=None,
+    min_keep=1,
+    checked=False,
+) -> Pruner:
     """SNIP at initialization (needs ``batch=``); ``loss_fn(params, batch) -> scalar``."""
-    return make_pruner(criteria.snip(loss_fn), allocation, selection, scale=scale)
+    crit = criteria.snip(loss_fn)
+    return make_pruner(crit, allocation, selection, scale=scale, min_keep=min_keep, checked=checked)
 
 
 def prune(
@@ -162,9 +240,13 @@ def prune(
     scale: dict[str, float] | None = None,
     key: jax.Array | None = None,
     batch: Any = None,
+    min_keep: int = 1,
+    checked: bool = False,
 ) -> Mask:
-    """One-off pruning: ``make_pruner(criterion, allocation, selection, scale=scale)(...)``."""
-    pruner = make_pruner(criterion, allocation, selection, scale=scale)
+    """One-off pruning: ``make_pruner(criterion, allocation, selection, ...)(params, ...)``."""
+    pruner = make_pruner(
+        criterion, allocation, selection, scale=scale, min_keep=min_keep, checked=checked
+    )
     return pruner(params, mask, fraction=fraction, sparsity=sparsity, key=key, batch=batch)
 
 
@@ -183,21 +265,89 @@ def _allocation(name: str, scale) -> alloc.Allocation:
     return names[name]()
 
 
-def _check_rate(name: str, value) -> None:
-    if value is None or isinstance(value, jax.core.Tracer):
-        return
-    v = float(value)
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"pruner: {name} must be in [0, 1), got {v}")
+def _check_options(min_keep, checked) -> None:
+    if isinstance(min_keep, bool) or not isinstance(min_keep, int):
+        raise TypeError(
+            f"pruner: min_keep must be an int >= 0 (units each prunable leaf keeps), "
+            f"got {min_keep!r}"
+        )
+    if min_keep < 0:
+        raise ValueError(
+            f"pruner: min_keep must be >= 0 (units each prunable leaf keeps), got {min_keep}"
+        )
+    if not isinstance(checked, bool):
+        raise TypeError(f"pruner: checked must be True or False, got {checked!r}")
 
 
-# One compiled program per (selection, allocation, leaf paths and shapes): eager calls
-# then cost one dispatch instead of one compilation per op, and fraction/sparsity are
-# traced, so every round of an iterative schedule reuses it.
-@functools.partial(jax.jit, static_argnames=("selection", "allocation", "paths"))
-def _select(scores, alive, fraction, sparsity, *, selection, allocation, paths):
-    return selection(scores, alive, list(paths), allocation, fraction=fraction, sparsity=sparsity)
+def _min_keep_for(selection, min_keep: int) -> int | None:
+    """``min_keep`` to pass to the selection, or None for one that takes no such keyword."""
+    try:
+        params = inspect.signature(selection).parameters.values()
+    except (TypeError, ValueError):
+        params = ()
+    if any(p.name == "min_keep" or p.kind is p.VAR_KEYWORD for p in params):
+        return min_keep
+    if min_keep:
+        raise TypeError(
+            f"pruner: the selection {getattr(selection, '__name__', selection)!r} takes no "
+            f"min_keep= keyword, so min_keep={min_keep} cannot be honoured; accept "
+            "min_keep= in the selection or build the pruner with min_keep=0"
+        )
+    return None
 
 
-def _as_float(s):
+def _checkify_rates(**rates) -> None:
+    for name, rate in rates.items():
+        if not isinstance(rate, jax.core.Tracer):
+            continue  # concrete rates were checked eagerly
+        r = jnp.asarray(rate, jnp.float32)
+        checkify.check(~jnp.isnan(r), f"pruner: {name} is NaN")
+        checkify.check((r >= 0) & (r < 1), f"pruner: {name} must be in [0, 1), got {{}}", r)
+        checkify.check(
+            jnp.round(r * alloc._RESOLUTION) < alloc._RESOLUTION,
+            f"pruner: {name}={{}} resolves to 1.0 at the allocation's resolution of 1e-06",
+            r,
+        )
+
+
+def _checkify_scores(paths, scores, alive) -> None:
+    for path, s, a in zip(paths, scores, alive, strict=True):
+        if not isinstance(s, jax.core.Tracer) and not isinstance(a, jax.core.Tracer):
+            continue  # concrete scores were checked eagerly (check_scores)
+        bad = jnp.sum(a & ~jnp.isfinite(s), dtype=jnp.int32)
+        checkify.check(
+            bad == 0,
+            f"pruner: scores leaf {path!r}: {{}} alive weights have NaN or inf scores",
+            bad,
+        )
+
+
+def _warn_collapsed(mask) -> None:
+    collapsed = collapsed_leaves(mask)
+    if collapsed:
+        warnings.warn(
+            f"pruner: {len(collapsed)} prunable leaves have no alive weight left (layer "
+            f"collapse): {', '.join(collapsed)}; the network cannot pass signal through "
+            "them. Keep min_keep >= 1 (the default) to keep a unit per leaf.",
+            LayerCollapseWarning,
+            stacklevel=3,
+        )
+
+
+# One compiled program per (selection, allocation, leaf paths and shapes, min_keep): eager
+# calls then cost one dispatch instead of one compilation per op, and fraction/sparsity
+# are traced, so every round of an iterative schedule reuses it.
+@functools.partial(jax.jit, static_argnames=("selection", "allocation", "paths", "min_keep"))
+def _select(scores, alive, fraction, sparsity, *, selection, allocation, paths, min_keep):
+    kw = {} if min_keep is None else {"min_keep": min_keep}
+    return selection(
+        scores, alive, list(paths), allocation, fraction=fraction, sparsity=sparsity, **kw
+    )
+
+
+def _as_float(path: str, s):
+    s = jnp.asarray(s)
+    if jnp.issubdtype(s.dtype, jnp.complexfloating) or not jnp.issubdtype(s.dtype, jnp.number):
+        if s.dtype != jnp.bool_:
+            raise TypeError(f"scores leaf {path!r}: expected real scores, got dtype {s.dtype}")
     return s if jnp.issubdtype(s.dtype, jnp.floating) else s.astype(jnp.float32)

@@ -7,8 +7,8 @@ How: the result is ``alive & (score >= x)`` plus, when several entries share the
 score, the first few of them by position. So the work is a search for the k-th score,
 keeping a bracket ``lo <= x < hi`` whose counts are exact:
 
-1. one pass folds ``alive`` into a float copy of the scores (dead entries at -inf), laid
-   out in rows;
+1. one pass folds ``alive`` into a float copy of the scores (dead entries at -inf, NaN
+   just above them), laid out in rows;
 2. a strided sample gives the first guesses (and an estimate of the alive count: the
    exact count costs a pass, taken only when ``k`` may reach it);
 3. counting passes narrow the bracket, each aimed at one end of the window
@@ -28,6 +28,12 @@ reductions several times faster than compares or integer ops; accelerators run t
 memory speed. This counting is exact for ``|x| >= _SAFE``; when the k-th score is in the
 denormal range, or the search runs out of passes, an integer-key path (bisection over
 the order-preserving 32-bit key) takes over: exact for any input, only slower.
+
+Non-finite scores have one place in the order on every path: NaN ranks below every other
+alive score, -inf below every finite score and +inf above every finite score. float64
+scores (x64 mode) take a stable sort of 64-bit keys instead of the search, so they are
+ordered at full float64 precision; float16 and bfloat16 scores are upcast to float32,
+which is exact.
 """
 
 from __future__ import annotations
@@ -54,11 +60,14 @@ _UNKNOWN = np.int32(2**31 - 1)  # alive count not taken
 _MAX_ENTRIES = 2**31 - 2  # int32 counts, and positions one past a leaf's end
 _SAFE = 2.0**-100  # float counts need |x| above this: smaller ulps flush to zero on CPU
 _FMAX = float(np.finfo(np.float32).max)
-# Folded scores live in [_LOWEST, _FMAX] (dead ones at -inf); thresholds strictly inside.
+# Folded scores: dead ones at -inf, alive NaNs at _LOWEST, the other alive ones clipped to
+# [_ABOVE_LOWEST, _FMAX]; thresholds lie strictly inside (above _ABOVE_LOWEST, below _FMAX).
 _LOWEST = float(np.nextafter(np.float32(-_FMAX), np.float32(0)))
 _ABOVE_LOWEST = float(np.nextafter(np.float32(_LOWEST), np.float32(0)))
+_LOWEST_THRESHOLD = float(np.nextafter(np.float32(_ABOVE_LOWEST), np.float32(0)))
 _BELOW_FMAX = float(np.nextafter(np.float32(_FMAX), np.float32(0)))
-_KEY_LO = np.uint32(0x007FFFFF)  # key of -inf: every alive entry is at or above it
+_KEY_NAN = np.uint32(1)  # key of NaN in ``rank_keys``: above dead entries (0), below -inf
+_KEY_LO = np.uint32(0x007FFFFF)  # key of -inf: every alive entry but NaN is at or above it
 _KEY_INF = np.uint32(0xFF800000)  # key of +inf
 _KEY_HI = np.uint32(0xFF800001)  # one past the key of +inf: no entry reaches it
 
@@ -72,9 +81,16 @@ def topk_mask(
     then array 1, and so on; the earlier entry wins. Works under ``jit`` with ``k``
     traced (one compiled function serves every ``k``) and under ``vmap``.
 
+    Non-finite scores are ranked, not refused (under ``jit`` they cannot be): NaN ranks
+    below every other alive score (NaN entries are pruned first and kept last, by
+    position), -inf below every finite score, +inf above every finite score. Use
+    ``count_nonfinite`` to count them.
+
     Args:
-      scores: float arrays of at most 32 bits, one per leaf, without NaNs (``-0.0`` and
-        ``+0.0`` tie).
+      scores: float arrays, one per leaf (``-0.0`` and ``+0.0`` tie). float64 (x64 mode)
+        is ordered exactly at float64 precision, by a stable sort of 64-bit keys (slower
+        than the float32 search on large inputs); float16 and bfloat16 are upcast to
+        float32 exactly. With any float64 leaf, all leaves are compared as float64.
       alive: bool arrays of the same shapes; entries not alive are never kept.
       k: how many entries to keep, a Python int or an integer scalar.
 
@@ -94,14 +110,16 @@ def _topk_mask(scores, alive, k, sort_below):
     used = [i for i, s in enumerate(scores) if s.size]
     if not used:
         return out
-    s_list = [scores[i].astype(jnp.float32) for i in used]
+    wide = any(scores[i].dtype == jnp.float64 for i in used)
+    s_list = [scores[i].astype(jnp.float64 if wide else jnp.float32) for i in used]
     a_list = [alive[i] for i in used]
-    if sum(s.size for s in s_list) <= sort_below:
+    if wide or sum(s.size for s in s_list) <= sort_below:
         for i, m in zip(used, _sorted_mask(s_list, a_list, k), strict=True):
             out[i] = m
         return out
-    # One pass folds ``alive`` into the scores (dead -> -inf) so that every later pass
-    # reads a single float array; clipping to [_LOWEST, _FMAX] keeps float counting exact.
+    # One pass folds ``alive`` into the scores (dead -> -inf, NaN -> _LOWEST) so that every
+    # later pass reads a single float array; clipping the others to [_ABOVE_LOWEST, _FMAX]
+    # keeps float counting exact.
     # It also lays the scores out as rows here, where reshaping is free: float reductions
     # over a reshape that splits the last axis would copy the array on every pass.
     # Shorter rows for small inputs keep the bracket's entries in different rows.
@@ -111,7 +129,7 @@ def _topk_mask(scores, alive, k, sort_below):
     # select would run inside that reduction, several times slower.
     v_list = lax.optimization_barrier(
         [
-            _rows(jnp.where(a, jnp.clip(s, _LOWEST, _FMAX), -jnp.inf), row)
+            _rows(jnp.where(a, _fold_alive(s), -jnp.inf), row)
             for s, a in zip(s_list, a_list, strict=True)
         ]
     )
@@ -139,11 +157,14 @@ def _topk_mask(scores, alive, k, sort_below):
             lambda: _exact_mask(s_list, a_list, k_n, b.lo, b.hi, b.c_hi),
         )
 
-    masks = lax.cond(
-        trivial | hit | tied,
-        lambda: _fast_mask(s_list, a_list, v_list, k, b, hit | trivial),
-        exact,
-    )
+    def fast():  # k = #alive keeps every alive entry, NaNs too (no threshold passes them)
+        return lax.cond(
+            k == n_alive,
+            lambda: [jnp.asarray(a) for a in a_list],
+            lambda: _fast_mask(s_list, a_list, v_list, k, b, hit | trivial),
+        )
+
+    masks = lax.cond(trivial | hit | tied, fast, exact)
     for i, m in zip(used, masks, strict=True):
         out[i] = m
     return out
@@ -228,12 +249,12 @@ def _search(v_list, sample, k, n_alive) -> _Bracket:
         crowded = (in_sample == 0) & (b.c_lo - b.c_hi > _GATHER)
         probe = ~b.probed & (b.lo > _KEY_LO) & crowded
         x = jnp.where(probe, _from_key(b.lo + 1), guess(b, x_lo, x_hi))
-        key = _key(_off_denormal(jnp.clip(x, _ABOVE_LOWEST, _BELOW_FMAX), x_hi))
+        key = _key(_off_denormal(jnp.clip(x, _LOWEST_THRESHOLD, _BELOW_FMAX), x_hi))
         inside = (key > b.lo) & (key < b.hi)
         x = _off_denormal(_from_key(jnp.where(inside, key, b.lo + (b.hi - b.lo) // 2)), x_hi)
         key = _key(x)
         usable = (key > b.lo) & (key < b.hi) & (jnp.abs(x) >= _SAFE) & (jnp.abs(x) < _FMAX)
-        usable &= x > _LOWEST
+        usable &= x > _ABOVE_LOWEST
 
         c, rows = _count_ge(v_list, x)
         up, down = usable & (c >= k), usable & (c < k)
@@ -246,7 +267,7 @@ def _search(v_list, sample, k, n_alive) -> _Bracket:
         for r_lo, r_hi, budget in zip(rows_lo, rows_hi, budgets, strict=True):
             d = r_lo - r_hi
             fits &= (jnp.sum(d > 0) <= budget) & (jnp.max(d) <= _PER_ROW)
-            collided += jnp.sum(d > 1)
+            collided += jnp.sum(d > 1, dtype=jnp.int32)
         fits &= collided <= _COLLIDE
         return _Bracket(
             lo=lo,
@@ -283,8 +304,8 @@ def _finish(v_list, b, k):
     Needs ``b.fits``: few rows per leaf hold entries in the bracket, most of them one.
     Returns the bracket around the k-th score: ``c_lo == k``, or ``hi == lo + 1`` with
     per-row counts for the positional tie break. Returns ``b`` unchanged when the k-th
-    score is a clipped end of the range (``_LOWEST`` or ``_FMAX``) or tiny (``< _SAFE``):
-    the exact path then tells such scores apart.
+    score is NaN, a clipped end of the range (``_ABOVE_LOWEST`` or ``_FMAX``) or tiny
+    (``< _SAFE``): the exact path then tells such scores apart.
     """
     x_lo, x_hi = _from_key(b.lo), _from_key(jnp.minimum(b.hi, _KEY_INF))
     values, rows = [], []  # per leaf: candidate entries and their rows (n: none)
@@ -318,10 +339,10 @@ def _finish(v_list, b, k):
         n = v.shape[0]
         rows_ge.append(r_hi.at[jnp.where(value >= y, row, n)].add(1, mode="drop"))
         rows_gt.append(r_hi.at[jnp.where(value > y, row, n)].add(1, mode="drop"))
-    ge, gt = jnp.sum(flat >= y), jnp.sum(flat > y)
+    ge, gt = jnp.sum(flat >= y, dtype=jnp.int32), jnp.sum(flat > y, dtype=jnp.int32)
     # Clipped ends and denormals (flushed to zero on CPU) are told apart only by the
     # exact path.
-    ok = (y > _LOWEST) & (y < _FMAX) & (jnp.abs(y) >= _SAFE)
+    ok = (y > _ABOVE_LOWEST) & (y < _FMAX) & (jnp.abs(y) >= _SAFE)
     key = _key(y)
     return b._replace(
         lo=jnp.where(ok, key, b.lo),
@@ -357,7 +378,7 @@ def _count_ge(v_list, x):
         xi, xpi = _per_leaf((x, xp), v)
         ulps = jnp.sum(jnp.minimum(jnp.maximum(v, xpi), xi) - xpi, axis=-1)
         rows.append((ulps / (xi - xpi)).astype(jnp.int32))
-        total = total + rows[-1].sum()
+        total = total + rows[-1].sum(dtype=jnp.int32)
     return total, rows
 
 
@@ -383,7 +404,7 @@ def _fast_mask(s_list, a_list, v_list, k, b, no_ties):
             return (v[i] >= x_lo) & ~(v[i] >= x_hi)
 
         cut = jnp.where(no_ties, s.size, _cut(row_ties, take, tie_row))
-        take = take - row_ties.sum()
+        take = take - row_ties.sum(dtype=jnp.int32)
         # Only the leaf where the cut falls needs positions; the others keep all of their
         # tied entries or none.
         masks.append(
@@ -399,12 +420,9 @@ def _fast_mask(s_list, a_list, v_list, k, b, no_ties):
 
 
 def _sorted_mask(s_list, a_list, k):
-    """Small inputs: a stable sort by descending key (dead entries get the lowest key)."""
+    """Small (or float64) inputs: a stable sort by descending ``rank_keys``."""
     keys = jnp.concatenate(
-        [
-            jnp.where(a, _key(s), jnp.uint32(0)).reshape(-1)
-            for s, a in zip(s_list, a_list, strict=True)
-        ]
+        [rank_keys(s, a).reshape(-1) for s, a in zip(s_list, a_list, strict=True)]
     )
     k = jnp.clip(jnp.asarray(k, jnp.int32), 0, jnp.sum(keys > 0, dtype=jnp.int32))
     index = jnp.arange(keys.size, dtype=jnp.int32)
@@ -419,7 +437,10 @@ def _sorted_mask(s_list, a_list, k):
 
 def _exact_mask(s_list, a_list, k, lo, hi, c_hi):
     """Integer-key top-k: bisect the k-th key in ``[lo, hi)``, then cut ties by position."""
-    keys = [jnp.where(a, _key(s), jnp.uint32(0)) for s, a in zip(s_list, a_list, strict=True)]
+    keys = [rank_keys(s, a) for s, a in zip(s_list, a_list, strict=True)]
+    # The search counts every alive entry at _KEY_LO (the key of -inf), NaNs included;
+    # their key is lower, so a bracket that never rose searches from there.
+    lo = jnp.where(lo == _KEY_LO, jnp.uint32(_KEY_NAN), lo)
 
     def body(st):
         lo, hi, c_hi, first = st
@@ -434,7 +455,7 @@ def _exact_mask(s_list, a_list, k, lo, hi, c_hi):
     for kk in keys:
         row_ties = jnp.sum(_rows(kk) == t, axis=-1, dtype=jnp.int32)
         cut = _cut(row_ties, take, lambda i, kk=kk: _rows(kk)[i] == t)
-        take = take - row_ties.sum()
+        take = take - row_ties.sum(dtype=jnp.int32)
         masks.append((kk > t) | ((kk == t) & (_flat_index(kk) < cut)))
     return masks
 
@@ -447,22 +468,42 @@ def _cut(row_ties, take, tie_row):
       take: how many tied entries of this leaf to keep, counted from its start.
       tie_row: ``i -> bool[row length]``, the tied entries of row ``i``.
     """
-    cum = jnp.cumsum(row_ties)
-    i = jnp.minimum(jnp.sum(cum < take), row_ties.shape[0] - 1)
+    cum = jnp.cumsum(row_ties, dtype=jnp.int32)
+    i = jnp.minimum(jnp.sum(cum < take, dtype=jnp.int32), row_ties.shape[0] - 1)
     rest = take - (cum[i] - row_ties[i])
     row = tie_row(i)
-    col = jnp.sum(jnp.cumsum(row.astype(jnp.int32)) < rest)
+    col = jnp.sum(jnp.cumsum(row, dtype=jnp.int32) < rest, dtype=jnp.int32)
     return jnp.where(take > 0, i * row.shape[0] + col + 1, 0)
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
+def rank_keys(scores: jax.Array, alive: jax.Array | None = None) -> jax.Array:
+    """Unsigned keys in the top-k order: dead 0 < NaN 1 < -inf < finite < +inf.
+
+    uint32 for float32 scores, uint64 for float64 (x64 mode); the order of the other
+    scores is the float order, with ``-0.0`` and ``+0.0`` tied. ``alive=None``: all alive.
+    """
+    key = _key(scores)
+    key = jnp.where(jnp.isnan(scores), jnp.asarray(_KEY_NAN, key.dtype), key)
+    return key if alive is None else jnp.where(alive, key, jnp.zeros((), key.dtype))
+
+
 def _key(s):
-    """Maps float32 to uint32 in the same order; ``-0.0`` and ``+0.0`` share a key."""
-    b = lax.bitcast_convert_type(s, jnp.uint32)
-    b = jnp.where(b == np.uint32(0x80000000), np.uint32(0), b)
-    return jnp.where(b >> 31 == 1, ~b, b | np.uint32(0x80000000))
+    """Maps float32 (float64) to uint32 (uint64) in the same order; ``-0.0`` and ``+0.0``
+    share a key. NaNs get keys beyond the infinities (``rank_keys`` moves them to 1)."""
+    bits = jnp.finfo(s.dtype).bits
+    u = {32: np.uint32, 64: np.uint64}[bits]
+    sign = u(1 << (bits - 1))
+    b = lax.bitcast_convert_type(s, u)
+    b = jnp.where(b == sign, u(0), b)
+    return jnp.where(b >> (bits - 1) == 1, ~b, b | sign)
+
+
+def _fold_alive(s):
+    """An alive float32 score as the search sees it: NaN at _LOWEST, the rest clipped."""
+    return jnp.where(jnp.isnan(s), _LOWEST, jnp.clip(s, _ABOVE_LOWEST, _FMAX))
 
 
 def _from_key(key):
@@ -531,9 +572,9 @@ def _check(scores, alive):
         raise ValueError(f"got {len(scores)} score arrays but {len(alive)} alive arrays")
     for i, (s, a) in enumerate(zip(scores, alive, strict=True)):
         s, a = jnp.asarray(s), jnp.asarray(a)
-        if not jnp.issubdtype(s.dtype, jnp.floating) or jnp.finfo(s.dtype).bits > 32:
+        if not jnp.issubdtype(s.dtype, jnp.floating) or jnp.finfo(s.dtype).bits > 64:
             raise TypeError(
-                f"scores[{i}]: expected a float array of at most 32 bits, got {s.dtype}"
+                f"scores[{i}]: expected a float array (float16 to float64), got {s.dtype}"
             )
         if a.dtype != jnp.bool_:
             raise TypeError(f"alive[{i}]: expected a bool array, got dtype {a.dtype}")
