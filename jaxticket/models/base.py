@@ -155,7 +155,7 @@ def from_nnx(
             rngs = seed_rngs(jax.random.key(0) if key is None else key) if has_rngs else abs_rngs
             module = nnx.merge(graphdef, p, rngs, r)
             logits = fn(module, x, train, key)
-            _check_logits(name, logits, jnp.shape(x)[0], num_classes)
+            nnx_call.check_logits(name, logits, jnp.shape(x)[0], num_classes)
             if not train:
                 return logits, state
             _, _, _, new_rest = nnx.split(module, nnx.Param, nnx.RngState, ...)
@@ -164,7 +164,7 @@ def from_nnx(
         return apply
 
     x_spec = jax.ShapeDtypeStruct((1, *input_shape), input_dtype)
-    label, width = _probe(
+    label, width = nnx_call.probe(
         name, make_apply, label, module_type, params_template, state_template, x_spec
     )
     if num_classes is not None and width != num_classes:
@@ -292,71 +292,6 @@ def require_rank(name: str, input_shape: tuple[int, ...], rank: int, layout: str
     shape = tuple(input_shape)
     if len(shape) != rank or any(int(d) < 1 for d in shape):
         raise ValueError(f"model {name!r} needs input_shape {layout}; got {shape}")
-
-
-def _probe(name, make_apply, label, module_type, params, state, x):
-    """Runs the forward pass abstractly in both modes; returns (convention, logits width).
-
-    Under ``"auto"``, a ``TypeError`` (a call the module's signature rejects) moves on to
-    the other conventions; when none works, one line names each convention tried and why
-    it failed.
-    """
-    failures = []
-    for candidate in (label, *nnx_call.fallbacks(label)):
-        try:
-            width = _logits_width(make_apply(candidate), params, state, x)
-        except _ModelOutputError:
-            raise
-        except Exception as err:  # noqa: BLE001 (reported below, one line per convention)
-            failures.append((candidate, err))
-            if not isinstance(err, TypeError):
-                break
-        else:
-            return candidate, width
-    tried = "; ".join(
-        f"{nnx_call.describe(c, module_type)} raised {type(e).__name__}: {_first_line(e)}"
-        for c, e in failures
-    )
-    kind = TypeError if all(isinstance(e, TypeError) for _, e in failures) else ValueError
-    raise kind(
-        f"from_nnx {name!r}: the forward pass on a {x.dtype} batch of shape {x.shape} "
-        f"failed; tried {tried}. Supported: call='train_key'"
-        " (module(x, train=, key=)), call='modes' (module.train()/eval() then module(x)), or "
-        "call=fn(module, x, train, key) -> logits"
-    ) from None
-
-
-def _logits_width(apply, params, state, x) -> int:
-    # Train mode: the path through Dropout and BatchNorm batch statistics, the one that
-    # needs keys and mode switches (one trace; eval mode is checked at its first call).
-    out = jax.eval_shape(
-        lambda p, s, x: apply(p, s, x, train=True, key=jax.random.key(0))[0], params, state, x
-    )
-    return int(out.shape[-1])
-
-
-class _ModelOutputError(ValueError):
-    """Logits of the wrong shape: the call itself worked, so no other convention is tried."""
-
-
-def _check_logits(name: str, logits: Any, batch: int, num_classes: int | None) -> None:
-    shape = tuple(jnp.shape(logits)) if hasattr(logits, "shape") else None
-    if shape is None or len(shape) != 2 or shape[0] != batch:
-        got = f"shape {shape}" if shape is not None else f"a {type(logits).__name__}"
-        raise _ModelOutputError(
-            f"model {name!r} must return logits of shape (batch, num_classes); on a batch of "
-            f"{batch} it returned {got}"
-        )
-    if num_classes is not None and shape[1] != num_classes:
-        raise _ModelOutputError(
-            f"model {name!r}: num_classes={num_classes} but the module returns {shape[1]} "
-            "logits per example"
-        )
-
-
-def _first_line(err: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(err).split("\n")[0].split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_int(value: Any) -> bool:

@@ -1,4 +1,4 @@
-"""How ``from_nnx`` calls a Flax NNX module, and how it feeds the module's own ``Rngs``.
+"""How ``from_nnx`` calls an NNX module, feeds the module's own ``Rngs``, checks its logits.
 
 NNX modules come in two styles. jaxticket's zoo takes the mode and the dropout key as
 arguments, ``module(x, train=..., key=...)``. The Flax NNX tutorials instead switch modes
@@ -151,6 +151,91 @@ def rng_seeder(abstract_rngs: nnx.State) -> Callable[[jax.Array], nnx.State]:
         return jax.tree.unflatten(treedef, values)
 
     return seed
+
+
+def probe(name, make_apply, label, module_type, params, state, x):
+    """Runs the forward pass abstractly in train mode; returns (convention, logits width).
+
+    Under ``"auto"``, a ``TypeError`` (a call the module's signature rejects) moves on to
+    the other conventions; when none works, one line names each convention tried and why
+    it failed.
+
+    Args:
+      name: the model's name, for messages.
+      make_apply: ``make_apply(convention) -> apply`` (the ``Model.apply`` it would build).
+      label: the convention asked for (``"auto"``, ``"train_key"``, ``"modes"``, ``"custom"``).
+      module_type: the module's class, for messages.
+      params, state: abstract params and state (``ShapeDtypeStruct`` leaves).
+      x: a ``ShapeDtypeStruct`` batch of one example.
+
+    Raises:
+      TypeError, ValueError: the forward pass failed under every convention tried.
+      ModelOutputError: the call worked but the logits have the wrong shape.
+    """
+    failures = []
+    for candidate in (label, *fallbacks(label)):
+        try:
+            width = _logits_width(make_apply(candidate), params, state, x)
+        except ModelOutputError:
+            raise
+        except Exception as err:  # noqa: BLE001 (reported below, one line per convention)
+            failures.append((candidate, err))
+            if not isinstance(err, TypeError):
+                break
+        else:
+            return candidate, width
+    tried = "; ".join(
+        f"{describe(c, module_type)} raised {type(e).__name__}: {_first_line(e)}"
+        for c, e in failures
+    )
+    kind = TypeError if all(isinstance(e, TypeError) for _, e in failures) else ValueError
+    raise kind(
+        f"from_nnx {name!r}: the forward pass on a {x.dtype} batch of shape {x.shape} "
+        f"failed; tried {tried}. Supported: call='train_key'"
+        " (module(x, train=, key=)), call='modes' (module.train()/eval() then module(x)), or "
+        "call=fn(module, x, train, key) -> logits"
+    ) from None
+
+
+def _logits_width(apply, params, state, x) -> int:
+    # Train mode: the path through Dropout and BatchNorm batch statistics, the one that
+    # needs keys and mode switches (one trace; eval mode is checked at its first call).
+    out = jax.eval_shape(
+        lambda p, s, x: apply(p, s, x, train=True, key=jax.random.key(0))[0], params, state, x
+    )
+    return int(out.shape[-1])
+
+
+class ModelOutputError(ValueError):
+    """Logits of the wrong shape: the call itself worked, so no other convention is tried."""
+
+
+def check_logits(name: str, logits: Any, batch: int, num_classes: int | None) -> None:
+    """Raises ModelOutputError unless ``logits`` has shape ``(batch, num_classes)``.
+
+    Args:
+      name: the model's name, for the message.
+      logits: what the module returned.
+      batch: the batch size given to it.
+      num_classes: the expected width, or ``None`` when it is still being inferred.
+    """
+    shape = tuple(jnp.shape(logits)) if hasattr(logits, "shape") else None
+    if shape is None or len(shape) != 2 or shape[0] != batch:
+        got = f"shape {shape}" if shape is not None else f"a {type(logits).__name__}"
+        raise ModelOutputError(
+            f"model {name!r} must return logits of shape (batch, num_classes); on a batch of "
+            f"{batch} it returned {got}"
+        )
+    if num_classes is not None and shape[1] != num_classes:
+        raise ModelOutputError(
+            f"model {name!r}: num_classes={num_classes} but the module returns {shape[1]} "
+            "logits per example"
+        )
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(err).split("\n")[0].split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def as_typed_key(key: jax.Array) -> jax.Array:
