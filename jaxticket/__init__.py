@@ -48,8 +48,10 @@ from jaxticket import data, lottery, models, pruning, train
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
 from jaxticket.masks import (
+    LayerCollapseWarning,
     alive_by_leaf,
     apply_mask,
+    collapsed_leaves,
     count_alive,
     count_total,
     default_prunable,
@@ -67,6 +69,7 @@ from jaxticket.masks import (
 from jaxticket.optim import PruneMaskState, get_mask, replace_mask, zero_pruned
 from jaxticket.pruning import (
     Pruner,
+    count_nonfinite,
     er,
     erk,
     global_,
@@ -100,13 +103,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DivergenceWarning",
+    "LayerCollapseWarning",
     "LotteryConfig",
     "Pruner",
     "PruneMaskState",
     "TrainResult",
     "alive_by_leaf",
     "apply_mask",
+    "collapsed_leaves",
     "count_alive",
+    "count_nonfinite",
     "count_total",
     "data",
     "default_prunable",
