@@ -161,7 +161,8 @@ def alive_by_leaf(mask: Mask, *, seed_axis: int | None = None) -> dict[str, jax.
 def collapsed_leaves(mask: Mask, *, seed_axis: int | None = None) -> list:
     """Paths of prunable leaves with no alive entry: layers that pass no signal.
 
-    Host-side: needs a concrete mask (call it on a jitted function's output).
+    Host-side: needs a concrete mask (call it on a jitted function's output). Leaves with
+    no entries at all (a zero-sized dimension) are not counted as collapsed.
 
     Args:
       mask: a mask, or masks stacked along ``seed_axis``.
@@ -173,7 +174,7 @@ def collapsed_leaves(mask: Mask, *, seed_axis: int | None = None) -> list:
       TypeError: a traced mask.
       ValueError: as for ``sparsity_by_leaf``.
     """
-    reduced = _reduced_axes(mask, seed_axis, "collapsed_leaves")
+    reduced = [r for r in _reduced_axes(mask, seed_axis, "collapsed_leaves") if _per_seed_size(r)]
     if any(isinstance(m, jax.core.Tracer) for _, m, _ in reduced):
         raise TypeError(
             "collapsed_leaves: needs a concrete mask; call it outside jax.jit "
@@ -256,6 +257,11 @@ def validate_mask(mask: Mask, params: Params) -> None:
 
 def _mask_leaves(mask: Mask) -> list[jax.Array]:
     return [m for m in jax.tree.leaves(mask) if m is not None]
+
+
+def _per_seed_size(reduced: tuple[str, Any, tuple]) -> int:
+    _, m, other = reduced
+    return int(np.prod([jnp.shape(m)[i] for i in other], dtype=np.int64))
 
 
 def _reduced_axes(mask: Mask, seed_axis: int | None, what: str) -> list[tuple[str, Any, tuple]]:

@@ -28,6 +28,12 @@ def test_fraction_of_halves_round_up_despite_float32():
     assert int(traced) == 4
 
 
+def test_fraction_of_clips_and_counts_nan_as_zero():
+    # Traced rates cannot be refused: out of range they clip, NaN prunes nothing.
+    run = jax.jit(fraction_of)
+    assert [int(run(f, 10)) for f in (jnp.nan, -0.2, 1.5, jnp.inf, -jnp.inf)] == [0, 0, 10, 10, 0]
+
+
 def _leaves(*shapes, paths=None):
     paths = paths or [f"l{i}/kernel" for i in range(len(shapes))]
     return [LeafInfo(p, s, int(np.prod(s))) for p, s in zip(paths, shapes, strict=True)]

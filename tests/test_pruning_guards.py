@@ -181,6 +181,7 @@ def test_collapsed_leaves_per_seed():
     }
     assert collapsed_leaves(mask, seed_axis=0) == [["b"], ["a"], ["b"]]
     assert collapsed_leaves(mask) == []  # read as one network: no leaf is empty everywhere
+    assert collapsed_leaves({"empty": jnp.ones((0, 3), bool), "b": mask["b"]}) == []
     with pytest.raises(TypeError, match="concrete"):
         jax.jit(collapsed_leaves)(mask)
 

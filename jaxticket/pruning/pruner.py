@@ -76,6 +76,11 @@ class Pruner(NamedTuple):
       checked: add ``jax.experimental.checkify`` checks for traced rates and scores
         (see the module docstring).
 
+    Non-finite scores: eager calls refuse NaN/inf alive scores naming the leaf. Under
+    ``jit`` they are ranked: NaN below every other alive score (pruned first), -inf below
+    and +inf above every finite score (``count_nonfinite`` counts them; ``checked=True``
+    reports them). A traced rate is clipped to [0, 1], NaN counting as 0.
+
     Allocation and selection are static arguments of a jitted core, so they must be
     hashable (plain functions are; the factories return equal objects for equal
     arguments, so building a pruner twice reuses the compiled program). Close over a
