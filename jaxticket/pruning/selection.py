@@ -50,7 +50,6 @@ def unstructured(topk: TopK = topk_mask) -> Selection:
     return _by_units(lambda path, s, a: (s, a), lambda path, keep, a: keep & a, topk)
 
 
-@functools.cache
 def neurons(norm: str = "l2", axis: int = -1, topk: TopK = topk_mask) -> Selection:
     """Whole neurons / output channels: the units along ``axis`` (Flax kernels: the last).
 
@@ -69,7 +68,12 @@ def neurons(norm: str = "l2", axis: int = -1, topk: TopK = topk_mask) -> Selecti
         raise ValueError(f"neurons: norm must be 'l1' or 'l2', got {norm!r}")
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise TypeError(f"neurons: axis must be an int, got {axis!r}")
+    return _neurons(norm, axis, topk)
 
+
+# Cached after the type checks, so that neither axis=1.0 nor True reaches the cache as 1.
+@functools.cache
+def _neurons(norm: str, axis: int, topk: TopK) -> Selection:
     def to_units(path, s, a):
         ax = _axis(path, s.ndim, axis, "neurons")
         other = tuple(i for i in range(s.ndim) if i != ax)
@@ -90,7 +94,6 @@ def neurons(norm: str = "l2", axis: int = -1, topk: TopK = topk_mask) -> Selecti
     return _by_units(to_units, from_units, topk)
 
 
-@functools.cache
 def n_m(n: int, m: int, axis: int = -2) -> Selection:
     """N:M sparsity: in every M consecutive weights along ``axis`` keep the N best alive.
 
@@ -107,7 +110,11 @@ def n_m(n: int, m: int, axis: int = -2) -> Selection:
             raise TypeError(f"n_m: {name} must be an int, got {v!r}")
     if not 0 < n <= m:
         raise ValueError(f"n_m: need 0 < n <= m, got n={n}, m={m}")
+    return _n_m(n, m, axis)
 
+
+@functools.cache
+def _n_m(n: int, m: int, axis: int) -> Selection:
     def select(scores, alive, paths, allocation=None, *, fraction=None, sparsity=None, min_keep=0):
         del allocation, min_keep
         if fraction is not None or sparsity is not None:
