@@ -9,7 +9,6 @@ from jaxticket.pruning.allocation import (
     erk_densities,
     fraction_of,
     global_,
-    layerwise,
 )
 from jaxticket.pruning.criteria import (
     Criterion,
@@ -22,6 +21,7 @@ from jaxticket.pruning.criteria import (
     snip,
     weighted_sum,
 )
+from jaxticket.pruning.layerwise import Layerwise, layerwise
 from jaxticket.pruning.pruner import (
     Pruner,
     magnitude_pruner,
@@ -38,6 +38,7 @@ __all__ = [
     "Criterion",
     "Group",
     "LeafInfo",
+    "Layerwise",
     "Pruner",
     "Selection",
     "TopK",

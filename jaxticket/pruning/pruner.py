@@ -55,6 +55,7 @@ from jaxticket.masks import LayerCollapseWarning, collapsed_leaves, validate_mas
 from jaxticket.pruning import allocation as alloc
 from jaxticket.pruning import criteria
 from jaxticket.pruning import selection as sel
+from jaxticket.pruning.layerwise import layerwise
 
 Params = Any
 Mask = Any
@@ -261,7 +262,7 @@ def prune(
 
 def _allocation(name: str, scale) -> alloc.Allocation:
     if name == "layerwise":
-        return alloc.layerwise(scale)
+        return layerwise(scale)
     if scale is not None:
         raise ValueError(f"scale= needs allocation='layerwise', got {name!r}")
     names = {"global": alloc.global_, "erk": alloc.erk, "er": alloc.er}
