@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxticket._paths import (
     PathPatterns,
@@ -70,6 +71,11 @@ def dense_mask(
 
     Returns:
       A pytree with ``params``' structure: ``jnp.ones(shape, bool)`` or ``None`` per leaf.
+      For an ``nnx.State`` of ``Param`` variables the mask is an ``nnx.State`` of plain
+      bool arrays (``nnx.as_pure``'s structure): masks never carry ``Param`` wrappers, so
+      ``nnx.state(model, nnx.Param)``-counting code and an ``nnx.Optimizer`` never mistake
+      them for parameters. Every mask function compares and applies masks through the
+      params' values, so such a mask fits the ``Param`` state as it is.
     """
     _check_array_leaves(params)
     # A typo in a pattern ("out/*" for "output/*") must not silently change what is pruned.
@@ -84,7 +90,8 @@ def dense_mask(
             return None
         return jnp.ones(jnp.shape(leaf), dtype=bool)
 
-    mask = map_with_path_str(make, params, keep_none=False)
+    # An NNX State's Param wrappers stay out of the mask: a mask is not a parameter.
+    mask = map_with_path_str(make, without_variables(params), keep_none=False)
     if not any(m is not None for m in jax.tree.leaves(mask, is_leaf=_is_none)):
         raise ValueError(
             "dense_mask: no prunable leaves; leaf paths and shapes are: "
@@ -96,12 +103,7 @@ def dense_mask(
 def apply_mask(params: Params, mask: Mask) -> Params:
     """Zeroes pruned weights; dtypes are preserved and ``None`` leaves pass through."""
     validate_mask(mask, params)
-    return jax.tree.map(
-        lambda m, p: p if m is None else jnp.where(m, p, jnp.zeros((), jnp.result_type(p))),
-        mask,
-        params,
-        is_leaf=_is_none,
-    )
+    return jax.tree.map(_zero_pruned, without_variables(mask), params, is_leaf=_is_none)
 
 
 def count_alive(mask: Mask) -> jax.Array:
@@ -225,6 +227,7 @@ def validate_mask(mask: Mask, params: Params) -> None:
       ValueError: structure or shape mismatch (the message names the leaf path).
       TypeError: a mask leaf that is not a bool array, or a params leaf that is not an array.
     """
+    mask, params = without_variables(mask), without_variables(params)
     mask_paths = leaves_with_paths(mask, keep_none=True)
     # ``None`` params leaves (an absent bias, say) are kept so they line up with the
     # ``None`` that ``dense_mask`` leaves in the mask at the same place.
@@ -253,6 +256,25 @@ def validate_mask(mask: Mask, params: Params) -> None:
 
 # --------------------------------------------------------------------------------------
 # helpers
+
+
+def without_variables(tree: Any) -> Any:
+    """``tree`` with each Flax NNX ``Variable`` replaced by its value (``nnx.as_pure``).
+
+    Masks line up with params through this: a mask of plain bool arrays fits an
+    ``nnx.State`` of ``Param`` variables, and a mask read out of an ``nnx.Optimizer``
+    (``OptVariable`` leaves) fits the params again.
+    """
+    return nnx.as_pure(tree)
+
+
+def _zero_pruned(m: Any, p: Any) -> Any:
+    # A Param keeps its wrapper and metadata: apply_mask returns the params' own structure.
+    if m is None:
+        return p
+    if isinstance(p, nnx.Variable):
+        return p.copy(_zero_pruned(m, p.get_value()))
+    return jnp.where(m, p, jnp.zeros((), jnp.result_type(p)))
 
 
 def _mask_leaves(mask: Mask) -> list[jax.Array]:
@@ -293,6 +315,7 @@ def _reduced_axes(mask: Mask, seed_axis: int | None, what: str) -> list[tuple[st
 
 
 def _binary(op, a: Mask, b: Mask, name: str) -> Mask:
+    a, b = without_variables(a), without_variables(b)
     a_paths = leaves_with_paths(a, keep_none=True)
     b_paths = leaves_with_paths(b, keep_none=True)
     if [p for p, _ in a_paths] != [p for p, _ in b_paths]:

@@ -120,9 +120,9 @@ def zero_pruned(
                 "update(updates, state, params)"
             )
         m = state.mask
-        updates = jax.tree.map(_zero_pruned, m, updates, is_leaf=_is_none)
+        updates = _map_masked(_zero_pruned, m, updates)
         updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-        updates = jax.tree.map(_land_on_zero, m, updates, params, is_leaf=_is_none)
+        updates = _map_masked(_land_on_zero, m, updates, params)
         return updates, PruneMaskState(mask=m, inner_state=inner_state)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -220,6 +220,19 @@ def _is_masked(x: Any) -> bool:
 
 def _has_hyperparams(x: Any) -> bool:
     return not isinstance(x, PruneMaskState) and hasattr(x, "hyperparams")
+
+
+def _map_masked(fn, mask, *trees):
+    # ``jax.tree.map`` over the mask's leaves; where the trees hold NNX Variables (optax
+    # used directly on an ``nnx.State`` of Params) ``fn`` sees their values and the
+    # result keeps the first tree's wrapper, so updates keep the params' structure.
+    def one(m, *xs):
+        if m is None or not isinstance(xs[0], nnx.Variable):
+            return fn(m, *xs)
+        values = [x.get_value() if isinstance(x, nnx.Variable) else x for x in xs]
+        return xs[0].copy(fn(m, *values))
+
+    return jax.tree.map(one, mask, *trees, is_leaf=_is_none)
 
 
 def _zero_pruned(m, u):

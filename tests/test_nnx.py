@@ -240,12 +240,6 @@ def test_replace_mask_under_jit_in_an_nnx_optimizer_state():
     assert not np.any(np.asarray(jaxticket.get_mask(new)["l2"]["kernel"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dense_mask of an nnx.State still carries Param(bool) leaves: needs the "
-    "Variable-transparent validate_mask/apply_mask/_binary (masks.py) and update_fn "
-    "(optim.py) described in helper D's report; remove this marker once they land",
-)
 def test_a_mask_of_an_nnx_state_holds_plain_bools_and_fits_the_param_state():
     model = Net(rngs=nnx.Rngs(2))
     params = nnx.state(model, nnx.Param)

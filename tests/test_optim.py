@@ -231,7 +231,7 @@ def test_flax_nnx_state_params():
     model = nnx.Sequential(nnx.Linear(4, 3, rngs=nnx.Rngs(0)), nnx.Linear(3, 2, rngs=nnx.Rngs(1)))
     params = nnx.state(model, nnx.Param)
     mask = dense_mask(params)
-    mask["layers"][0]["kernel"][...] = jnp.arange(12).reshape(4, 3) % 3 == 0
+    mask["layers"][0]["kernel"] = jnp.arange(12).reshape(4, 3) % 3 == 0
     opt = zero_pruned(optax.adamw(1e-2, weight_decay=0.5), mask)
     grads = jax.tree.map(lambda p: jnp.ones((STEPS, *p.shape)), params)
     final, state = run(opt, params, grads)
