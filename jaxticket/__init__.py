@@ -10,12 +10,17 @@ Public API (everything below is importable from ``jaxticket``):
 Masks
   ``dense_mask``, ``apply_mask``, ``validate_mask``, ``count_alive``, ``count_total``,
   ``sparsity``, ``density``, ``sparsity_by_leaf``, ``alive_by_leaf``, ``mask_and``,
-  ``mask_or``, ``mask_not``, ``jaccard``, ``hamming``, ``default_prunable``.
+  ``mask_or``, ``mask_not``, ``jaccard``, ``hamming``, ``default_prunable``;
+  ``collapsed_leaves`` (prunable leaves left with no weight) and ``LayerCollapseWarning``.
 Pruning (also ``jaxticket.pruning``)
   criteria ``magnitude``, ``random``, ``snip``, ``weighted_sum``, ``restrict_to_alive``,
-  ``override``; allocations ``global_``, ``layerwise``, ``erk``, ``er``; selections
-  ``unstructured``, ``n_m``, ``neurons``; ``Pruner``, ``make_pruner``, ``magnitude_pruner``,
-  ``random_pruner``, ``snip_pruner``, ``prune``, ``topk_mask``.
+  ``override``; allocations ``global_``, ``layerwise`` (``exact_total=True`` meets a total
+  with relative per-layer rates), ``erk``, ``er``; selections ``unstructured``, ``n_m``,
+  ``neurons``; ``Pruner``, ``make_pruner``, ``magnitude_pruner``, ``random_pruner``,
+  ``snip_pruner``, ``prune``, ``topk_mask``, ``count_nonfinite``. Every pruner keeps at
+  least ``min_keep=1`` unit per prunable leaf (no silent layer collapse; 0 allows it), and
+  ``checked=True`` adds ``jax.experimental.checkify`` checks for traced rates and
+  non-finite scores. Under jit, NaN scores rank lowest (pruned first).
 Optimizer
   ``zero_pruned`` (optax wrapper keeping pruned weights exactly zero; not ``optax.masked``,
   which means the opposite), its state ``PruneMaskState``, ``get_mask``, ``replace_mask``.
@@ -25,7 +30,9 @@ Training (``jaxticket.train``)
   ``diverged_step``), ``seed_mesh``, ``evaluate``; one seed: ``jaxticket.train.train``.
   A run whose loss or parameters become non-finite warns ``DivergenceWarning``.
 Workflows (``jaxticket.lottery``)
-  ``LotteryConfig``, ``run_lottery``.
+  ``LotteryConfig``, ``run_lottery``; ``jaxticket.lottery.ConfigError`` (a bad config, named
+  field), ``StorageError`` / ``RunDirectoryBusyError`` (the run directory cannot be written,
+  or another process holds it), ``BrokenLevelWarning`` (a damaged or edited level, recomputed).
 Subpackages
   ``jaxticket.data`` (``load``, ``Dataset``), ``jaxticket.models`` (``get``, ``Model``).
 
