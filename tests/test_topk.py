@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxticket.pruning import topk
+from jaxticket.pruning import topk, topk_exact, topk_rows, topk_search
 from jaxticket.pruning.topk import topk_mask
 
 # A few fixed shape sets keep the number of compilations (and the test time) small.
@@ -139,12 +139,12 @@ def test_fast_search_brackets_rank_k():
     rng = np.random.default_rng(1)
     scores = jnp.asarray(rng.standard_normal((200, 500)), jnp.float32)
     k = jnp.int32(20_000)
-    v = [topk._rows(scores, 64)]
-    b = jax.jit(topk._locate)(v, topk._sorted_sample(v), k, jnp.int32(scores.size))
+    v = [topk_rows._rows(scores, 64)]
+    b = jax.jit(topk_search._locate)(v, topk_search._sorted_sample(v), k, jnp.int32(scores.size))
     assert int(b.c_lo) >= int(k) > int(b.c_hi)
     assert int(b.c_lo) == int(k) or int(b.hi - b.lo) == 1
     flat = np.asarray(scores).ravel()
-    assert int(b.c_lo) == int(np.sum(flat >= float(topk._from_key(b.lo))))
+    assert int(b.c_lo) == int(np.sum(flat >= float(topk_exact._from_key(b.lo))))
 
 
 @pytest.mark.parametrize("make", [_pairs, lambda rng, s: rng.standard_normal(s)])
@@ -154,18 +154,18 @@ def test_reading_off_the_bracket_settles_rank_k(make):
     # 240k entries: the sample covers a quarter, so the search takes a few passes.
     rng = np.random.default_rng(3)
     scores = [jnp.asarray(make(rng, (600, 400)), jnp.float32), jnp.ones((7,), jnp.float32)]
-    v = [topk._rows(s, 64) for s in scores]
-    locate = jax.jit(topk._locate)
+    v = [topk_rows._rows(s, 64) for s in scores]
+    locate = jax.jit(topk_search._locate)
     for k in (1, 1234, 30_000, 200_000):
-        b = locate(v, topk._sorted_sample(v), jnp.int32(k), jnp.int32(240_007))
+        b = locate(v, topk_search._sorted_sample(v), jnp.int32(k), jnp.int32(240_007))
         assert int(b.c_lo) == k or int(b.hi - b.lo) == 1
         assert int(b.c_lo) >= k > int(b.c_hi)
         flat = np.concatenate([np.asarray(s).ravel() for s in scores])
-        assert int(b.c_lo) == int(np.sum(flat >= float(topk._from_key(b.lo))))
-        x_hi = float(topk._from_key(jnp.minimum(b.hi, topk._KEY_INF)))
+        assert int(b.c_lo) == int(np.sum(flat >= float(topk_exact._from_key(b.lo))))
+        x_hi = float(topk_exact._from_key(jnp.minimum(b.hi, topk_exact._KEY_INF)))
         assert int(b.c_hi) == int(np.sum(flat >= x_hi))
         rows = [np.asarray(r) for r in b.rows_lo]
-        want = [np.sum(np.asarray(x) >= float(topk._from_key(b.lo)), axis=-1) for x in v]
+        want = [np.sum(np.asarray(x) >= float(topk_exact._from_key(b.lo)), axis=-1) for x in v]
         for got, w in zip(rows, want, strict=True):
             np.testing.assert_array_equal(got, w)
         assert_matches(scores, [jnp.ones(s.shape, bool) for s in scores], k, _searched)
@@ -203,9 +203,11 @@ def test_prime_sized_leaf_keeps_short_rows():
         jnp.asarray(rng.standard_normal(2053) * 1e3, jnp.float32),
     ]
     row = 64
-    v = [topk._rows(s, row) for s in scores]
+    v = [topk_rows._rows(s, row) for s in scores]
     assert v[1].shape == (2053, 1)
-    b = jax.jit(topk._locate)(v, topk._sorted_sample(v), jnp.int32(100_928), jnp.int32(202_053))
+    b = jax.jit(topk_search._locate)(
+        v, topk_search._sorted_sample(v), jnp.int32(100_928), jnp.int32(202_053)
+    )
     assert int(b.c_lo) == 100_928 or int(b.hi - b.lo) == 1
     assert_matches(scores, [jnp.ones(s.shape, bool) for s in scores], 100_928, _searched)
 
@@ -215,7 +217,7 @@ def test_alive_count_far_from_the_sample_estimate():
     # alive entries, so the alive count is skipped; k above it must still keep them all.
     size = 512 * 512
     sampled = np.zeros(size, bool)
-    sampled[np.linspace(0, size - 1, topk._SAMPLE).astype(np.int64)] = True
+    sampled[np.linspace(0, size - 1, topk_search._SAMPLE).astype(np.int64)] = True
     scores = [jnp.asarray(np.random.default_rng(4).standard_normal((512, 512)), jnp.float32)]
     for live in (sampled, ~sampled):  # and the reverse: an estimate far too low
         alive = [jnp.asarray(live.reshape(512, 512))]
