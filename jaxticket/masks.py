@@ -77,6 +77,11 @@ def dense_mask(
       them for parameters. Every mask function compares and applies masks through the
       params' values, so such a mask fits the ``Param`` state as it is.
     """
+    if not callable(prunable):
+        raise TypeError(
+            f"dense_mask: prunable must be a predicate fn(path, leaf) -> bool, got "
+            f"{type(prunable).__name__} {prunable!r} (for patterns use include=/exclude=)"
+        )
     _check_array_leaves(params)
     # A typo in a pattern ("out/*" for "output/*") must not silently change what is pruned.
     paths = [p for p, _ in leaves_with_paths(params)]
@@ -204,13 +209,14 @@ def mask_or(a: Mask, b: Mask) -> Mask:
 
 def mask_not(a: Mask) -> Mask:
     """Alive where ``a`` is pruned (prunable leaves only)."""
+    _bool_leaves(a, "mask_not")
     return jax.tree.map(lambda m: None if m is None else ~m, a, is_leaf=_is_none)
 
 
 def jaccard(a: Mask, b: Mask) -> jax.Array:
     """|a ∧ b| / |a ∨ b| over prunable weights (1 when both are empty)."""
-    inter = count_alive(mask_and(a, b)).astype(jnp.float32)
-    union = count_alive(mask_or(a, b)).astype(jnp.float32)
+    inter = count_alive(_binary(jnp.logical_and, a, b, "jaccard")).astype(jnp.float32)
+    union = count_alive(_binary(jnp.logical_or, a, b, "jaccard")).astype(jnp.float32)
     return jnp.where(union > 0, inter / jnp.maximum(union, 1.0), 1.0)
 
 
@@ -278,7 +284,22 @@ def _zero_pruned(m: Any, p: Any) -> Any:
 
 
 def _mask_leaves(mask: Mask) -> list[jax.Array]:
-    return [m for m in jax.tree.leaves(mask) if m is not None]
+    return [m for _, m in _bool_leaves(mask)]
+
+
+def _bool_leaves(mask: Mask, what: str = "mask") -> list[tuple[str, jax.Array]]:
+    """(path, leaf) of the prunable leaves; each must be a bool array (a float or int
+    "mask" would count 0.5 as pruned or 2 as two weights, silently)."""
+    out = []
+    for path, m in leaves_with_paths(without_variables(mask)):
+        if m is None:
+            continue
+        dtype = getattr(m, "dtype", None)
+        if dtype != jnp.bool_:
+            got = f"dtype {dtype}" if dtype is not None else type(m).__name__
+            raise TypeError(f"{what} leaf {path!r}: expected a bool array, got {got}")
+        out.append((path, m))
+    return out
 
 
 def _per_seed_size(reduced: tuple[str, Any, tuple]) -> int:
@@ -291,9 +312,7 @@ def _reduced_axes(mask: Mask, seed_axis: int | None, what: str) -> list[tuple[st
     if seed_axis is not None and (isinstance(seed_axis, bool) or not isinstance(seed_axis, int)):
         raise TypeError(f"{what}: seed_axis must be an int or None, got {seed_axis!r}")
     out, n_seeds = [], None
-    for path, m in leaves_with_paths(mask):
-        if m is None:
-            continue
+    for path, m in _bool_leaves(mask, what):
         ndim = jnp.ndim(m)
         if seed_axis is None:
             out.append((path, m, tuple(range(ndim))))
@@ -316,10 +335,14 @@ def _reduced_axes(mask: Mask, seed_axis: int | None, what: str) -> list[tuple[st
 
 def _binary(op, a: Mask, b: Mask, name: str) -> Mask:
     a, b = without_variables(a), without_variables(b)
+    _bool_leaves(a, name)
+    _bool_leaves(b, name)
     a_paths = leaves_with_paths(a, keep_none=True)
     b_paths = leaves_with_paths(b, keep_none=True)
     if [p for p, _ in a_paths] != [p for p, _ in b_paths]:
-        _raise_structure_mismatch([p for p, _ in a_paths], [p for p, _ in b_paths], name)
+        _raise_structure_mismatch(
+            [p for p, _ in a_paths], [p for p, _ in b_paths], name, ("first mask", "second mask")
+        )
     _check_same_containers(a, b, name, "other mask")
     for (path, x), (_, y) in zip(a_paths, b_paths, strict=True):
         if (x is None) != (y is None):
@@ -332,18 +355,23 @@ def _binary(op, a: Mask, b: Mask, name: str) -> Mask:
     return jax.tree.map(lambda x, y: None if x is None else op(x, y), a, b, is_leaf=_is_none)
 
 
-def _raise_structure_mismatch(mask_paths, param_paths, name: str = "mask") -> None:
+def _raise_structure_mismatch(
+    mask_paths, param_paths, name: str = "mask", sides: tuple[str, str] = ("mask", "params")
+) -> None:
     mask_set, param_set = set(mask_paths), set(param_paths)
     only_mask = [p for p in mask_paths if p not in param_set]
     only_params = [p for p in param_paths if p not in mask_set]
     detail = []
     if only_mask:
-        detail.append(f"leaves only in the mask: {only_mask[:5]}")
+        detail.append(f"leaves only in the {sides[0]}: {only_mask[:5]}")
     if only_params:
-        detail.append(f"leaves only in the params: {only_params[:5]}")
+        detail.append(f"leaves only in the {sides[1]}: {only_params[:5]}")
     if not detail:
         detail.append("same leaf paths in a different order or container type")
-    raise ValueError(f"{name}: tree structure does not match the params; " + "; ".join(detail))
+    raise ValueError(
+        f"{name}: tree structure of the {sides[0]} does not match the {sides[1]}; "
+        + "; ".join(detail)
+    )
 
 
 def _check_same_containers(a: Any, b: Any, name: str, b_name: str) -> None:

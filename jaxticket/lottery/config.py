@@ -34,6 +34,7 @@ RATE_RESOLUTION = 1_000_000
 # Runtime settings that change a run's numbers; ``run_lottery`` records them beside the
 # config (config.json/results.json key ``"runtime"``) and they name the run directory.
 RUNTIME_KEY = "runtime"
+STEP_LIMIT = 2**31 - 1  # the engine's step counters are int32
 
 
 class ConfigError(ValueError):
@@ -252,6 +253,11 @@ def _check_ranges(c: LotteryConfig) -> None:
     )
     _check(c.steps >= 1, "steps", f"steps must be >= 1, got {c.steps}")
     _check(
+        c.steps <= STEP_LIMIT,
+        "steps",
+        f"steps must be <= 2**31 - 1 (int32 step counters), got {c.steps}",
+    )
+    _check(
         0 <= c.rewind < c.steps,
         "rewind",
         f"rewind must be an iteration in [0, steps={c.steps}), got {c.rewind}",
@@ -273,6 +279,12 @@ def _check_ranges(c: LotteryConfig) -> None:
             "one_shot",
             f"one_shot sparsity must be in {rate_range}, got {s}",
         )
+    _check(
+        len(set(c.one_shot)) == len(c.one_shot),
+        "one_shot",
+        f"one_shot: each sparsity once (each is one level trained from the dense net), "
+        f"got {list(c.one_shot)}",
+    )
     _check(
         c.optimizer in OPTIMIZERS,
         "optimizer",

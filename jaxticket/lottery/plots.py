@@ -161,7 +161,11 @@ def _band_line(ax, x, per_point, label: str, color: str, *, marker=None) -> None
 
 def _log_remaining_axis(ax, ticks) -> None:
     ax.set_xscale("log")
-    ticks = sorted(set(np.round(np.asarray(ticks, dtype=np.float64), 6)), reverse=True)
+    # A log axis cannot show 0 % remaining (a collapsed network): keep the ticks positive
+    # (the table and the collapsed column report such a level).
+    ticks = sorted(
+        {t for t in np.round(np.asarray(ticks, dtype=np.float64), 6) if t > 0}, reverse=True
+    )
     if ticks:
         ax.set_xlim(ticks[0] * 1.15, ticks[-1] / 1.15)  # reversed: decreasing to the right
         step = max(1, math.ceil(len(ticks) / 12))  # keep labels from overlapping

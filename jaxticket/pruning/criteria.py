@@ -58,6 +58,7 @@ def random(params: Params, *, key: jax.Array | None = None, **_: Any) -> Scores:
     """
     if key is None:
         raise ValueError("random criterion: pass key= (a jax.random key)")
+    _check_key(key)
     leaves, treedef = jax.tree.flatten(params)
     if not leaves:
         return params
@@ -66,6 +67,18 @@ def random(params: Params, *, key: jax.Array | None = None, **_: Any) -> Scores:
         _random.uniform(k, jnp.shape(w), _float(w)) for k, w in zip(keys, leaves, strict=True)
     ]
     return jax.tree.unflatten(treedef, scores)
+
+
+def _check_key(key) -> None:
+    if hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape == ():
+            return
+    elif hasattr(key, "dtype") and key.dtype == jnp.uint32 and tuple(key.shape) == (2,):
+        return  # a legacy jax.random.PRNGKey
+    got = f"shape {tuple(key.shape)} {key.dtype}" if hasattr(key, "dtype") else repr(key)
+    raise TypeError(
+        f"random criterion: key must be a single jax.random key (jax.random.key(0)), got {got}"
+    )
 
 
 def snip(loss_fn: Callable[[Params, Any], jax.Array]) -> Criterion:

@@ -127,6 +127,7 @@ class Pruner(NamedTuple):
             weight; the message names the leaves.
         """
         _check_options(self.min_keep, self.checked)
+        _check_parts(self.criterion, self.allocation, self.selection)
         alloc.check_rate("fraction", fraction)
         alloc.check_rate("sparsity", sparsity)
         validate_mask(mask, params)
@@ -138,6 +139,7 @@ class Pruner(NamedTuple):
                 + ", ".join(path for path, _ in flat)
             )
         paths = tuple(path for _, path, _ in prunable)
+        _check_sparsity_reachable(sparsity, [m for _, _, m in prunable])
         check_rates = getattr(self.allocation, "check_rates", None)
         if check_rates is not None:
             check_rates(list(paths), fraction=fraction, sparsity=sparsity, checked=self.checked)
@@ -199,6 +201,7 @@ def make_pruner(
         if selection not in names:
             raise ValueError(f"unknown selection {selection!r}; valid: {sorted(names)}")
         selection = names[selection]()
+    _check_parts(criterion, allocation, selection)
     return Pruner(criterion, allocation, selection, min_keep, checked)
 
 
@@ -283,6 +286,43 @@ def _check_options(min_keep, checked) -> None:
         )
     if not isinstance(checked, bool):
         raise TypeError(f"pruner: checked must be True or False, got {checked!r}")
+
+
+def _check_sparsity_reachable(sparsity, alive) -> None:
+    """Warns when a concrete target sparsity is below the mask's own: pruning never revives
+    weights, so the mask comes back unchanged and the target is not met."""
+    if sparsity is None or any(isinstance(x, jax.core.Tracer) for x in [sparsity, *alive]):
+        return
+    total = sum(int(m.size) for m in alive)
+    n_alive = int(sum(jnp.sum(m, dtype=jnp.int32) for m in alive))
+    if (1.0 - float(sparsity)) * total > n_alive + 0.5:
+        warnings.warn(
+            f"pruner: sparsity={float(sparsity)!r} is below the mask's current sparsity "
+            f"{1 - n_alive / total:.6g}; pruning never revives weights, so the mask is "
+            "returned as it is (pass a higher sparsity, or fraction= to prune a share of "
+            "the survivors)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _check_parts(criterion, allocation, selection) -> None:
+    hints = {
+        "criterion": "a function such as jaxticket.pruning.magnitude",
+        "allocation": "'global', 'layerwise', 'erk', 'er' or e.g. global_()",
+        "selection": "'unstructured', 'neurons' or e.g. n_m(2, 4)",
+    }
+    parts = {"criterion": criterion, "allocation": allocation, "selection": selection}
+    for name, part in parts.items():
+        if not callable(part):
+            if name == "criterion" and isinstance(part, str):
+                hint = (
+                    f"a function (jaxticket.pruning.magnitude, random, snip(loss_fn), ...), "
+                    f"not the string {part!r}"
+                )
+            else:
+                hint = f"{hints[name]}, got {type(part).__name__} {part!r}"
+            raise TypeError(f"pruner: {name} must be {hint}")
 
 
 def _min_keep_for(selection, min_keep: int) -> int | None:

@@ -191,7 +191,7 @@ def _reserved_topk(topk, scores, alive, k, min_keep, floors):
 def _best_one(s, a):
     """The alive entry ranked first by ``topk_mask`` (earliest among equals); none if
     nothing is alive."""
-    keys = rank_keys(s, a).reshape(-1)
+    keys = rank_keys(_at_least_float32(s), a).reshape(-1)  # float16/bfloat16 too
     best = jnp.argmax(keys)
     one = jnp.zeros(keys.shape, bool).at[best].set(keys[best] > 0)
     return one.reshape(s.shape)

@@ -8,7 +8,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+STEP_LIMIT = 2**31 - 1
 
 
 def check_int(name: str, value: Any, *, minimum: int) -> int:
@@ -42,9 +45,12 @@ def check_run_settings(
       TypeError, ValueError: naming the setting and what was expected.
     """
     steps = check_int("steps", steps, minimum=1)
+    start_step = check_int("start_step", start_step, minimum=0)
+    if start_step + steps > STEP_LIMIT:  # step counters are int32 inside the program
+        what = f"start_step + steps = {start_step} + {steps}" if start_step else f"got {steps}"
+        raise ValueError(f"steps must be <= 2**31 - 1 (int32 step counters), {what}")
     batch_size = check_int("batch_size", batch_size, minimum=1)
     eval_every = steps if eval_every is None else check_int("eval_every", eval_every, minimum=1)
-    start_step = check_int("start_step", start_step, minimum=0)
     eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
     if isinstance(snapshot_steps, (str, bytes)) or not hasattr(snapshot_steps, "__iter__"):
         raise TypeError(
@@ -142,6 +148,84 @@ def check_model_and_data(model: Any, data: Any) -> None:
                 f"data must be a jaxticket.data.Dataset (jaxticket.data.load(...)), got "
                 f"{type(data).__name__} without {field!r}"
             )
+
+
+def check_dataset(data: Any) -> None:
+    """Each split of ``data`` is usable: ``x`` and ``y`` arrays of one length (at least one
+    example), ``y`` 1-D integer labels, and (when concrete) every label in
+    ``[0, num_classes)``. Out-of-range labels would otherwise give a NaN loss that reads as
+    divergence, or a silently wrong accuracy.
+
+    Raises:
+      TypeError: a split that is not an array, or labels that are not integers.
+      ValueError: lengths that differ, an empty split, labels out of range (names the split).
+    """
+    splits = [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]
+    if getattr(data, "x_val", None) is not None or getattr(data, "y_val", None) is not None:
+        splits.append(("val", data.x_val, data.y_val))
+    for split, x, y in splits:
+        for name, a in ((f"x_{split}", x), (f"y_{split}", y)):
+            if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+                raise TypeError(f"data.{name} must be an array, got {type(a).__name__}")
+        if y.ndim != 1 or not jnp.issubdtype(y.dtype, jnp.integer):
+            raise TypeError(
+                f"data.y_{split} must be 1-D integer class labels (not one-hot), got a "
+                f"{y.dtype} array of shape {tuple(y.shape)}"
+            )
+        if not x.shape or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"data.x_{split} has {x.shape[0] if x.shape else 0} examples but "
+                f"data.y_{split} has {y.shape[0]} labels"
+            )
+        if y.shape[0] == 0:
+            raise ValueError(f"data split {split!r} is empty (needs at least one example)")
+        if isinstance(y, jax.core.Tracer):
+            continue
+        lo, hi = (int(v) for v in jax.device_get((jnp.min(y), jnp.max(y))))
+        if lo < 0 or hi >= data.num_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"data.y_{split} has label {bad} outside [0, num_classes={data.num_classes})"
+            )
+
+
+def check_mesh(mesh: Any) -> None:
+    """Raises TypeError unless ``mesh`` is None or a ``jax.sharding.Mesh`` with devices."""
+    if mesh is None:
+        return
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(
+            f"mesh must be a jax.sharding.Mesh (jaxticket.train.seed_mesh()) or None, got "
+            f"{type(mesh).__name__}"
+        )
+    if mesh.devices.size == 0:
+        raise ValueError("mesh has no devices; seed_mesh() uses all of jax.devices()")
+
+
+def check_devices(devices: Any) -> np.ndarray:
+    """``devices`` as an array of JAX devices (at least one), or a one-line error."""
+    if isinstance(devices, jax.Device):
+        devices = [devices]
+    try:
+        arr = np.asarray(list(devices), dtype=object).reshape(-1)
+    except TypeError:
+        raise TypeError(
+            f"devices must be a sequence of jax devices, got {type(devices).__name__}"
+        ) from None
+    if arr.size == 0:
+        raise ValueError("devices is empty; pass at least one jax device (jax.devices())")
+    for i, d in enumerate(arr):
+        if not isinstance(d, jax.Device):
+            raise TypeError(
+                f"devices[{i}] must be a jax device (from jax.devices()), got {type(d).__name__}"
+            )
+    return arr
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raises TypeError unless ``value`` is True or False (a string "no" would be truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def _is_integer(value: Any) -> bool:

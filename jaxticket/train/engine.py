@@ -36,7 +36,7 @@ import optax
 from jaxticket.masks import apply_mask, validate_mask
 from jaxticket.optim import zero_pruned
 from jaxticket.train import order, timeline
-from jaxticket.train.checks import check_run_settings
+from jaxticket.train.checks import check_dataset, check_run_settings
 from jaxticket.train.divergence import any_nonfinite, first_divergence
 from jaxticket.train.evaluate import cross_entropy, evaluate
 
@@ -214,6 +214,7 @@ def make_engine(
         return optimizer if mask is None else zero_pruned(optimizer, mask)
 
     def check_data(data) -> int:
+        check_dataset(data)  # shapes and dtypes; label ranges too when not traced
         n_train = data.x_train.shape[0]
         if batch_size > n_train:
             raise ValueError(

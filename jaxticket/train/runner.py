@@ -15,14 +15,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxticket._paths import leaves_with_paths
 from jaxticket.masks import validate_mask
 from jaxticket.train.checks import (
+    check_bool,
+    check_dataset,
+    check_devices,
     check_keys,
+    check_mesh,
     check_model_and_data,
     check_optimizer,
     check_run_settings,
@@ -151,6 +154,9 @@ def train_seeds(
         start_step=start_step,
     )
     check_compatible(model, data)
+    check_dataset(data)
+    check_mesh(mesh)
+    check_bool("show_progress", show_progress)
     n = check_keys("init_keys", init_keys)
     n_data = check_keys("data_keys", data_keys)
     if n_data != n:
@@ -202,7 +208,7 @@ def train_seeds(
 def seed_mesh(devices=None) -> Mesh:
     """A 1-D mesh over ``devices`` (default: all) whose axis carries the seeds."""
     devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (SEED_AXIS,))
+    return Mesh(check_devices(devices), (SEED_AXIS,))
 
 
 def _empty_state(model, key: jax.Array):
