@@ -60,6 +60,8 @@ BAD_CONFIGS = [
     (dict(one_shot=(0.9999999,)), ConfigError, "one_shot sparsity must be in"),
     (dict(one_shot=(math.nan,)), ConfigError, "one_shot sparsity must be in"),
     (dict(one_shot=("a",)), TypeError, "one_shot[0] must be a number, got str"),
+    (dict(one_shot=(0.5,), levels=3), ConfigError, "levels has no effect with one_shot"),
+    (dict(one_shot=(0.5,), prune_fraction=0.3), ConfigError, "prune_fraction has no effect"),
     (dict(layer_rates="output/*=0.5"), TypeError, "layer_rates must be a tuple, got the string"),
     (dict(layer_rates=(("output/*",),)), TypeError, "layer_rates[0] must be a (pattern, scale)"),
     (dict(layer_rates=(("output/*", -1.0),)), ConfigError, "scale of 'output/*' must be finite"),

@@ -31,6 +31,8 @@ from jaxticket.train import DivergenceWarning, train_seeds
 
 TINY = dict(seeds=2, steps=40, eval_every=20, val_size=200, batch_size=60)
 K = 20  # the late-rewinding iteration of MAIN
+# One-shot configs keep IMP-only settings at their defaults (anything else is refused).
+ONE_SHOT_LEVELS = LotteryConfig().levels
 MAIN = LotteryConfig(levels=3, rewind=K, controls=("reinit", "random_prune", "shuffle"), **TINY)
 VARIANTS = ("ticket", "reinit", "random_prune", "shuffle")
 
@@ -342,7 +344,9 @@ def test_lr_schedule_is_rewound_or_held_at_its_final_value():
 
 def test_one_shot_prunes_the_dense_net_to_each_sparsity(main_run, out_dir):
     store_main, records_main = main_run
-    config = dataclasses.replace(MAIN, one_shot=(0.5, 0.8), controls=("reinit",))
+    config = dataclasses.replace(
+        MAIN, one_shot=(0.5, 0.8), levels=ONE_SHOT_LEVELS, controls=("reinit",)
+    )
     store, records = run_lottery(config, out_dir=str(out_dir))
     assert store.run_dir != store_main.run_dir and store.run_dir.parent == out_dir
     recs = by_key(records)
@@ -407,7 +411,7 @@ def test_one_shot_meets_the_requested_sparsity_exactly(main_run, main_exp, spars
     """(No training: the pruning of the stored dense level.) Layerwise one-shot with the
     output layer's relative half rate: the total is met to the weight."""
     store, _ = main_run
-    exp = Experiment(dataclasses.replace(MAIN, one_shot=(sparsity,)))
+    exp = Experiment(dataclasses.replace(MAIN, one_shot=(sparsity,), levels=ONE_SHOT_LEVELS))
     prev = exp.unpack(store.load_level(0)[0])
     total = sum(SIZES.values())
     for alive in counts(exp._prune_to(prev, sparsity)):
@@ -423,7 +427,7 @@ def test_extreme_sparsity_keeps_a_weight_in_every_layer_by_default(main_run):
     store, _ = main_run
     for kwargs, prune in (
         (dict(prune_fraction=0.99999), lambda e, p: e._prune_step(p["trained"], p["mask"])),
-        (dict(one_shot=(0.999999,)), lambda e, p: e._prune_to(p, 0.999999)),
+        (dict(one_shot=(0.999999,), levels=ONE_SHOT_LEVELS), lambda e, p: e._prune_to(p, 0.999999)),
     ):
         for min_keep, collapses in ((1, False), (0, True)):
             exp = Experiment(dataclasses.replace(MAIN, min_keep=min_keep, **kwargs))

@@ -78,6 +78,7 @@ def _subset(new, old):
 
 
 @pytest.mark.filterwarnings("ignore::jaxticket.masks.LayerCollapseWarning")  # min_keep=0
+@pytest.mark.filterwarnings("ignore:pruner. sparsity=.* is below the mask")  # asked on purpose
 @settings(max_examples=25, deadline=None)
 @given(_trees(), st.integers(0, 999), st.integers(0, 999))
 def test_exact_counts_and_masks_only_shrink(tree, f_permille, s_permille):

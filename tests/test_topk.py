@@ -270,12 +270,29 @@ def test_edge_cases():
     ]
     for k in range(0, 23, 2):
         assert_matches(specials, live, k)
-    assert topk_mask([], [], 3) == []
+    assert topk_mask([], [], 0) == []
     assert_matches([jnp.zeros((0, 3))], [jnp.zeros((0, 3), bool)], 1)
     half = [jnp.array([1.0, 3.0, 2.0], jnp.bfloat16)]
     for path in (topk_mask, _searched):
         got = path(half, [jnp.ones(3, bool)], 2)
         np.testing.assert_array_equal(np.asarray(got[0]), [False, True, True])
+
+
+def test_concrete_k_outside_the_alive_range_is_refused():
+    # Eagerly k is checked, not clipped: a k the alive entries cannot meet is a mistake.
+    live = [jnp.ones(3), jnp.ones(2)], [jnp.asarray([True, False, True]), jnp.ones(2, bool)]
+    with pytest.raises(ValueError, match="k=5 but only 4 entries are alive"):
+        topk_mask(*live, 5)
+    with pytest.raises(ValueError, match="k must be >= 0, got -1"):
+        topk_mask(*live, -1)
+    with pytest.raises(TypeError, match="k must be an integer, got 1.5"):
+        topk_mask(*live, 1.5)
+    with pytest.raises(TypeError, match="k must be an integer, got True"):
+        topk_mask(*live, True)
+    assert sum(int(m.sum()) for m in topk_mask(*live, 4)) == 4
+    # Traced, it cannot be checked: clipped to [0, #alive], as documented.
+    clipped = jax.jit(topk_mask)(*live, 5)
+    assert sum(int(m.sum()) for m in clipped) == 4
 
 
 def test_bad_input_names_the_array():

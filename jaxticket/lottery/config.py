@@ -142,6 +142,9 @@ class LotteryConfig:
         return ("ticket", *self.controls)
 
 
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(LotteryConfig)}
+
+
 def _check(ok: bool, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(field, message)
@@ -285,6 +288,17 @@ def _check_ranges(c: LotteryConfig) -> None:
         f"one_shot: each sparsity once (each is one level trained from the dense net), "
         f"got {list(c.one_shot)}",
     )
+    if c.one_shot:
+        # One-shot pruning trains one level per sparsity: IMP's level count and per-level
+        # fraction would be ignored (and still change the run's hash), so they are refused.
+        for name in ("levels", "prune_fraction"):
+            default = _FIELD_DEFAULTS[name]
+            _check(
+                getattr(c, name) == default,
+                name,
+                f"{name} has no effect with one_shot (one level per one-shot sparsity); "
+                f"leave it at its default {default}",
+            )
     _check(
         c.optimizer in OPTIMIZERS,
         "optimizer",

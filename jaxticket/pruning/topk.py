@@ -69,7 +69,7 @@ _MAX_ENTRIES = 2**31 - 2  # int32 counts, and positions one past a leaf's end
 def topk_mask(
     scores: Sequence[jax.Array], alive: Sequence[jax.Array], k: int | jax.Array
 ) -> list[jax.Array]:
-    """Keeps exactly ``clip(k, 0, #alive)`` alive entries with the largest scores.
+    """Keeps exactly ``k`` alive entries with the largest scores.
 
     Ties are broken by the position in the concatenated flat order: array 0 flattened,
     then array 1, and so on; the earlier entry wins. Works under ``jit`` with ``k``
@@ -86,7 +86,9 @@ def topk_mask(
         than the float32 search on large inputs); float16 and bfloat16 are upcast to
         float32 exactly. With any float64 leaf, all leaves are compared as float64.
       alive: bool arrays of the same shapes; entries not alive are never kept.
-      k: how many entries to keep, a Python int or an integer scalar.
+      k: how many entries to keep, a Python int or an integer scalar. A concrete ``k``
+        must be in ``[0, #alive]`` (a ValueError otherwise); a traced one cannot be
+        checked and is clipped to that range.
 
     Returns:
       A list of bool arrays shaped like ``scores``.
@@ -95,6 +97,7 @@ def topk_mask(
 
       masks = topk_mask([w1_scores, w2_scores], [m1, m2], k=1000)
     """
+    _check_k(k, alive)
     return _topk_mask(scores, alive, k, _SORT_BELOW)
 
 
@@ -162,6 +165,26 @@ def _topk_mask(scores, alive, k, sort_below):
     for i, m in zip(used, masks, strict=True):
         out[i] = m
     return out
+
+
+def _check_k(k, alive) -> None:
+    """Refuses a concrete ``k`` that is not an integer in ``[0, #alive]`` (eager calls only)."""
+    if isinstance(k, jax.core.Tracer):
+        return
+    if isinstance(k, bool) or not jnp.issubdtype(jnp.result_type(k), jnp.integer):
+        raise TypeError(f"topk_mask: k must be an integer, got {k!r}")
+    if jnp.ndim(k) != 0:
+        raise ValueError(f"topk_mask: k must be a scalar, got shape {jnp.shape(k)}")
+    k = int(k)
+    if k < 0:
+        raise ValueError(f"topk_mask: k must be >= 0, got {k}")
+    leaves = list(alive)
+    concrete = (np.ndarray, np.bool_, jax.Array)
+    if not all(isinstance(a, concrete) and not isinstance(a, jax.core.Tracer) for a in leaves):
+        return
+    n_alive = sum(int(np.count_nonzero(np.asarray(a))) for a in leaves)
+    if k > n_alive:
+        raise ValueError(f"topk_mask: k={k} but only {n_alive} entries are alive")
 
 
 def _check(scores, alive):
