@@ -2,13 +2,15 @@
 
 from jaxticket.train.divergence import DivergenceWarning
 from jaxticket.train.engine import TrainResult, TrainState, make_train_fn
-from jaxticket.train.evaluate import cross_entropy, evaluate
+from jaxticket.train.evaluate import evaluate
+from jaxticket.train.losses import accuracy, cross_entropy
 from jaxticket.train.runner import check_compatible, seed_mesh, train, train_seeds
 
 __all__ = [
     "DivergenceWarning",
     "TrainResult",
     "TrainState",
+    "accuracy",
     "check_compatible",
     "cross_entropy",
     "evaluate",

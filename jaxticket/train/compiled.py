@@ -14,6 +14,7 @@ import jax
 from jax.sharding import Mesh, PartitionSpec
 
 from jaxticket.train.cache_key import ByValue
+from jaxticket.train.checks import check_loss_and_metrics
 from jaxticket.train.engine import make_engine
 from jaxticket.train.progress import ChunkedRun
 
@@ -30,18 +31,25 @@ def compiled_train_fn(
     mask_per_seed: bool,
     progress: bool,
     mesh: Mesh | None = None,
+    loss_fn=None,
+    metrics=None,
 ):
     """The jitted, seed-vmapped train function, cached by value: repeated runs (IMP
     levels, controls, a fresh but equal optimizer or model) with the same configuration
-    compile once (see ``jaxticket.train.cache_key`` for what counts as equal).
+    compile once (see ``jaxticket.train.cache_key`` for what counts as equal). ``loss_fn``
+    and ``metrics`` (defaults filled in first) are part of the key the same way: an
+    equal function hits, a different one compiles its own program.
 
     With a ``mesh`` the seeds are split over its (first) axis and every output stays split
     the same way. With ``progress`` the run is a :class:`~jaxticket.train.progress.ChunkedRun`
     (the same computation in a few calls, with a bar).
     """
+    loss_fn, metrics = check_loss_and_metrics(loss_fn, metrics)
     return _compiled_train_fn(
         ByValue(model),
         ByValue(optimizer),
+        ByValue(loss_fn),
+        ByValue(metrics),
         steps=steps,
         batch_size=batch_size,
         eval_every=eval_every,
@@ -57,6 +65,8 @@ def compiled_train_fn(
 def _compiled_train_fn(
     model: ByValue,
     optimizer: ByValue,
+    loss_fn: ByValue,
+    metrics: ByValue,
     *,
     steps: int,
     batch_size: int,
@@ -73,6 +83,8 @@ def _compiled_train_fn(
         eval_every=eval_every,
         snapshot_steps=snapshot_steps,
         start_step=start_step,
+        loss_fn=loss_fn.value,
+        metrics=metrics.value,
     )
     engine = make_engine(model.value, optimizer.value, **config)
     m = mask_per_seed

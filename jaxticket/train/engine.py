@@ -3,9 +3,11 @@
 ``make_train_fn`` returns a pure function that trains from given variables: epochs of
 minibatches in a keyed random order (``jaxticket.train.order``: each step computes its
 batch's indices, nothing is sorted; the data-order key is separate from the init key),
-an optax optimizer wrapped so pruned weights stay exactly zero, evaluation on the test
-(and validation) split every ``eval_every`` steps, and parameter snapshots at the
-requested steps (rewind points). Steps run inside ``lax.scan``; nothing returns to Python
+an optax optimizer wrapped so pruned weights stay exactly zero, a pluggable loss
+(``loss_fn(logits, labels) -> scalar``, default cross-entropy) and metrics (default
+accuracy; ``jaxticket.train.losses``), evaluation on the test (and validation) split
+every ``eval_every`` steps, and parameter snapshots at the requested steps (rewind
+points). Steps run inside ``lax.scan``; nothing returns to Python
 until the run ends, so ``jax.vmap`` of the function trains many seeds in one program.
 
 The scan runs over a table of segments (``timeline``), led by a zero-length row for the
@@ -16,8 +18,9 @@ compiled program (``jaxticket.train.progress``), so that program can be written 
 persistent compilation cache.
 
 Divergence (``jaxticket.train.divergence``): at every segment end the run checks that its
-accumulated training loss and its variables are finite, carrying the first step where
-they were not; ``TrainResult.diverged`` / ``diverged_step`` report it.
+accumulated training loss, its evaluation losses and its variables are finite (metrics
+are not checked: one may be legitimately undefined), carrying the first step where they
+were not; ``TrainResult.diverged`` / ``diverged_step`` report it.
 
 History holds one entry per evaluation (O(evaluations) memory, not O(steps)); entry 0 is
 the model before training.
@@ -25,7 +28,7 @@ the model before training.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -36,9 +39,17 @@ import optax
 from jaxticket.masks import apply_mask, validate_mask
 from jaxticket.optim import zero_pruned
 from jaxticket.train import order, timeline
-from jaxticket.train.checks import check_dataset, check_run_settings
+from jaxticket.train.checks import (
+    check_dataset,
+    check_loss_and_metrics,
+    check_loss_outputs,
+    check_run_settings,
+)
 from jaxticket.train.divergence import any_nonfinite, first_divergence
-from jaxticket.train.evaluate import cross_entropy, evaluate
+from jaxticket.train.evaluate import evaluate
+from jaxticket.train.losses import uses_class_labels
+
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 class TrainState(NamedTuple):
@@ -56,11 +67,14 @@ class TrainResult(NamedTuple):
 
     Attributes:
       params, model_state, opt_state: the variables after the last step.
-      history: ``{"step", "train_loss", "test_loss", "test_accuracy"[, "val_loss",
-        "val_accuracy"]}``, each an array with one entry per evaluation.
+      history: ``"step"``, ``"train_loss"`` and, for each evaluated split (``"test"``,
+        ``"val"`` when the data has one), ``f"{split}_loss"`` and ``f"{split}_{name}"``
+        for every metric (by default ``"test_accuracy"``, ``"val_accuracy"``), each an
+        array with one entry per evaluation.
       snapshots: one ``(params, model_state)`` per requested snapshot step, in order.
       diverged: whether the training loss, an evaluation loss or any parameter /
-        model-state entry became NaN or infinite during the run (``bool``).
+        model-state entry became NaN or infinite during the run (``bool``); metrics
+        are not checked.
       diverged_step: the first segment end (evaluation or snapshot step, or the start of
         the run) at which that was seen, ``-1`` if never (``int32``). A loss that is
         non-finite at any step is caught at the end of its segment.
@@ -120,6 +134,8 @@ def make_train_fn(
     eval_batch_size: int = 1024,
     on_eval: BoundaryFn | None = None,
     progress: Callable[[Any], None] | None = None,
+    loss_fn: LossFn | None = None,
+    metrics: Mapping[str, LossFn] | None = None,
 ):
     """Builds ``train_fn(params, model_state, mask, data_key, dropout_key, data)``.
 
@@ -139,6 +155,15 @@ def make_train_fn(
       progress: optional host callback receiving the step after each segment, through
         ``jax.debug.callback`` (JAX then never writes the program to its persistent
         compilation cache; ``train_seeds(show_progress=True)`` does without it).
+      loss_fn: ``loss_fn(logits, labels) -> scalar``, the mean loss over a batch; it is
+        differentiated in each step and reported as ``f"{split}_loss"`` (default
+        :func:`jaxticket.train.cross_entropy`). Labels may have any shape and dtype the
+        function takes (float regression targets, token sequences); the data's labels
+        must be 1-D integer classes only while the default loss or accuracy is used.
+      metrics: name -> ``fn(logits, labels) -> scalar``, each reported as
+        ``f"{split}_{name}"`` (default ``{"accuracy": jaxticket.train.accuracy}``;
+        ``{}`` records none). Evaluation averages each function over the split
+        exactly, example by example (``jaxticket.train.evaluate``).
 
     Returns:
       A pure, jittable and vmappable function returning a :class:`TrainResult`: one
@@ -155,6 +180,8 @@ def make_train_fn(
         eval_batch_size=eval_batch_size,
         on_eval=on_eval,
         progress=progress,
+        loss_fn=loss_fn,
+        metrics=metrics,
     )
 
     def train_fn(params, model_state, mask, data_key, dropout_key, data) -> TrainResult:
@@ -183,6 +210,8 @@ def make_engine(
     eval_batch_size: int = 1024,
     on_eval: BoundaryFn | None = None,
     progress: Callable[[Any], None] | None = None,
+    loss_fn: LossFn | None = None,
+    metrics: Mapping[str, LossFn] | None = None,
 ) -> Engine:
     """The parts of the run :func:`make_train_fn` builds (same arguments)."""
     settings = check_run_settings(
@@ -196,6 +225,8 @@ def make_engine(
     steps, batch_size = settings["steps"], settings["batch_size"]
     eval_every, start_step = settings["eval_every"], settings["start_step"]
     snapshot_steps = settings["snapshot_steps"]
+    loss_fn, metrics = check_loss_and_metrics(loss_fn, metrics)
+    class_labels = uses_class_labels(loss_fn, metrics)
     relative_snapshots = tuple(s - start_step for s in snapshot_steps)
     segments = timeline.segments(steps, eval_every, relative_snapshots)
     rows = np.asarray(
@@ -214,7 +245,7 @@ def make_engine(
         return optimizer if mask is None else zero_pruned(optimizer, mask)
 
     def check_data(data) -> int:
-        check_dataset(data)  # shapes and dtypes; label ranges too when not traced
+        check_dataset(data, class_labels=class_labels)  # label ranges when not traced
         n_train = data.x_train.shape[0]
         if batch_size > n_train:
             raise ValueError(
@@ -224,6 +255,9 @@ def make_engine(
 
     def start(params, model_state, mask, data) -> RunCarry:
         check_data(data)
+        check_loss_outputs(
+            model.apply, params, model_state, data, loss_fn, metrics, batch_size=batch_size
+        )
         if mask is not None:
             validate_mask(mask, params)
             params = apply_mask(params, mask)
@@ -243,15 +277,16 @@ def make_engine(
         opt = opt_for(mask)
         n_epochs = n_epochs_max // per_epoch + 2
 
-        def metrics(state: TrainState, step) -> dict[str, jax.Array]:
+        splits = [("test", data.x_test, data.y_test)]
+        if data.x_val is not None:
+            splits.append(("val", data.x_val, data.y_val))
+
+        def evaluation(state: TrainState, step) -> dict[str, jax.Array]:
             out = {
                 "step": jnp.asarray(step, jnp.int32),
                 "train_loss": state.loss_sum / jnp.maximum(state.loss_count, 1),
             }
-            splits = [("test", data.x_test, data.y_test)]
-            if data.x_val is not None:
-                splits.append(("val", data.x_val, data.y_val))
-            for name, x, y in splits:
+            for split, x, y in splits:
                 m = evaluate(
                     model.apply,
                     state.params,
@@ -259,9 +294,10 @@ def make_engine(
                     x,
                     y,
                     batch_size=eval_batch_size,
+                    loss_fn=loss_fn,
+                    metrics=metrics,
                 )
-                out[f"{name}_loss"] = m["loss"]
-                out[f"{name}_accuracy"] = m["accuracy"]
+                out.update({f"{split}_{name}": value for name, value in m.items()})
             return out
 
         def step_fn(state: TrainState, t, keys, first_epoch):
@@ -270,13 +306,15 @@ def make_engine(
             idx = order.permute(keys[rel_epoch], offset + jnp.arange(batch_size), n_train)
             x, y = data.x_train[idx], data.y_train[idx]
 
-            def loss_fn(p):
+            def objective(p):
                 logits, new_ms = model.apply(
                     p, state.model_state, x, train=True, key=jax.random.fold_in(dropout_key, t)
                 )
-                return cross_entropy(logits, y), new_ms
+                return loss_fn(logits, y), new_ms
 
-            (loss, new_ms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            (loss, new_ms), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+            if loss.dtype != state.loss_sum.dtype:  # a 16-bit loss, say: keep the carry's
+                loss = loss.astype(state.loss_sum.dtype)
             updates, opt_state = opt.update(grads, state.opt_state, state.params)
             return TrainState(
                 optax.apply_updates(state.params, updates),
@@ -305,16 +343,17 @@ def make_engine(
             # snapshot-only and padding rows skip the evaluation.
             record = jax.lax.cond(
                 is_eval,
-                metrics,
-                lambda s, e: jax.tree.map(jnp.zeros_like, jax.eval_shape(metrics, s, e)),
+                evaluation,
+                lambda s, e: jax.tree.map(jnp.zeros_like, jax.eval_shape(evaluation, s, e)),
                 state,
                 end,
             )
             # One reduction per segment: a non-finite loss at any step of it leaves the
             # loss sum non-finite (it is reset below, after this check); huge but finite
-            # params can still give a non-finite evaluation loss.
+            # params can still give a non-finite evaluation loss. Metrics are not checked.
+            eval_losses = [record[f"{split}_loss"] for split, _, _ in splits]
             bad = jnp.logical_not(jnp.isfinite(state.loss_sum)) | any_nonfinite(
-                state.params, state.model_state, record
+                state.params, state.model_state, eval_losses
             )
             diverged_step = first_divergence(diverged_step, bad, end)
             state = state._replace(

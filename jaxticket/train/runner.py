@@ -25,6 +25,8 @@ from jaxticket.train.checks import (
     check_dataset,
     check_devices,
     check_keys,
+    check_loss_and_metrics,
+    check_loss_outputs,
     check_mesh,
     check_model_and_data,
     check_optimizer,
@@ -34,6 +36,7 @@ from jaxticket.train.checks import (
 from jaxticket.train.compiled import compiled_train_fn, init_seeds
 from jaxticket.train.divergence import warn_if_diverged
 from jaxticket.train.engine import TrainResult
+from jaxticket.train.losses import uses_class_labels
 
 SEED_AXIS = "seeds"
 
@@ -66,6 +69,8 @@ def train(
     mask: Any = None,
     snapshot_steps: tuple[int, ...] = (),
     show_progress: bool = False,
+    loss_fn=None,
+    metrics=None,
 ) -> TrainResult:
     """Trains one seed. ``key`` makes the init (when ``params`` is None) and the data order.
 
@@ -95,6 +100,8 @@ def train(
         mask=mask,
         snapshot_steps=snapshot_steps,
         show_progress=show_progress,
+        loss_fn=loss_fn,
+        metrics=metrics,
         _stacklevel=3,
     )
     return _take_first(result)
@@ -118,6 +125,8 @@ def train_seeds(
     start_step: int = 0,
     mesh: Mesh | None = None,
     show_progress: bool = False,
+    loss_fn=None,
+    metrics=None,
     _stacklevel: int = 2,
 ) -> TrainResult:
     """Trains N seeds as one vmapped program; results are stacked on a leading seed axis.
@@ -136,6 +145,9 @@ def train_seeds(
         (``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` before JAX starts)
         and ``mesh=seed_mesh()`` train seeds in parallel on all cores.
       show_progress: a progress bar; the results are bit-identical without it.
+      loss_fn, metrics: the loss (default cross-entropy) and the metrics (default
+        ``{"accuracy": accuracy}``) as in :func:`jaxticket.train.make_train_fn`;
+        history keys are ``f"{split}_loss"`` and ``f"{split}_{name}"``.
       Other arguments as in :func:`jaxticket.train.make_train_fn`.
 
     Returns:
@@ -154,7 +166,8 @@ def train_seeds(
         start_step=start_step,
     )
     check_compatible(model, data)
-    check_dataset(data)
+    loss_fn, metrics = check_loss_and_metrics(loss_fn, metrics)
+    check_dataset(data, class_labels=uses_class_labels(loss_fn, metrics))
     check_mesh(mesh)
     check_bool("show_progress", show_progress)
     n = check_keys("init_keys", init_keys)
@@ -170,6 +183,14 @@ def train_seeds(
         raise ValueError("mask_per_seed=True needs a mask stacked over seeds; got mask=None")
     if mask is not None:
         _check_mask(model, mask, mask_per_seed, n)
+    check_loss_outputs(
+        model.apply,
+        *jax.eval_shape(model.init, jax.random.key(0)),
+        data,
+        loss_fn,
+        metrics,
+        batch_size=batch_size,
+    )
     if params is None:
         params, model_state = init_seeds(model)(init_keys)
     else:
@@ -188,6 +209,8 @@ def train_seeds(
         mask_per_seed=mask_per_seed,
         progress=show_progress,
         mesh=mesh,
+        loss_fn=loss_fn,
+        metrics=metrics,
     )
     order_keys, dropout_keys = _split_data_keys(data_keys)
     args = [params, model_state, mask, order_keys, dropout_keys]
