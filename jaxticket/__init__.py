@@ -24,6 +24,10 @@ Pruning (also ``jaxticket.pruning``)
 Optimizer
   ``zero_pruned`` (optax wrapper keeping pruned weights exactly zero; not ``optax.masked``,
   which means the opposite), its state ``PruneMaskState``, ``get_mask``, ``replace_mask``.
+  Regrowth (``jaxticket.regrow``): ``regrow`` swaps a ``zero_pruned`` state's mask, regrown
+  weights starting at exactly 0 with their optimizer state reset; ``reset_optimizer_state``
+  resets the per-weight state of any optax optimizer (found by
+  ``optax.tree_utils.tree_map_params``) where a mask says.
   ``masked`` and ``MaskedState`` are deprecated aliases (DeprecationWarning).
 Training (``jaxticket.train``)
   ``train_seeds``, ``make_train_fn``, ``TrainResult`` (with ``diverged`` /
@@ -97,6 +101,7 @@ from jaxticket.pruning import (
     unstructured,
     weighted_sum,
 )
+from jaxticket.regrow import regrow, reset_optimizer_state
 from jaxticket.train import (
     DivergenceWarning,
     TrainResult,
@@ -149,7 +154,9 @@ __all__ = [
     "pruning",
     "random",
     "random_pruner",
+    "regrow",
     "replace_mask",
+    "reset_optimizer_state",
     "restrict_to_alive",
     "run_lottery",
     "seed_mesh",

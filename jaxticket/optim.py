@@ -108,6 +108,10 @@ def zero_pruned(
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):
+        if _is_params_probe(params):
+            # ``optax.tree_utils.tree_map_params`` (used by ``reset_optimizer_state``)
+            # asks which parts of the state are copies of the params: the mask is not.
+            return PruneMaskState(mask=_NotParams(), inner_state=inner.init(params))
         m = dense_mask(params) if mask is None else mask
         validate_mask(m, params)
         return PruneMaskState(mask=m, inner_state=inner.init(params))
@@ -214,6 +218,16 @@ def replace_mask(opt_state: optax.OptState, mask: Mask) -> optax.OptState:
 # helpers
 
 
+class _NotParams:
+    """The mask's place in the state ``init`` builds for ``tree_map_params``' probe."""
+
+
+def _is_params_probe(params: Any) -> bool:
+    # ``optax.tree_utils.tree_map_params`` calls ``init`` with an instance of its private,
+    # childless ``_ParamsPlaceholder`` pytree and marks where it lands in the state.
+    return type(params).__name__ == "_ParamsPlaceholder" and not jax.tree.leaves(params)
+
+
 def _is_masked(x: Any) -> bool:
     return isinstance(x, PruneMaskState)
 
@@ -280,19 +294,19 @@ def _in_variables_of(new: Mask, old: Mask) -> Mask:
     )
 
 
-def _check_same_layout(new: Mask, old: Mask) -> None:
+def _check_same_layout(new: Mask, old: Mask, who: str = "replace_mask") -> None:
     new_paths = leaves_with_paths(new, keep_none=True)
     old_paths = leaves_with_paths(old, keep_none=True)
     if [p for p, _ in new_paths] != [p for p, _ in old_paths]:
         raise ValueError(
-            "replace_mask: the new mask's tree structure differs from the current mask's; "
+            f"{who}: the new mask's tree structure differs from the current mask's; "
             f"new leaves {[p for p, _ in new_paths][:8]}, current {[p for p, _ in old_paths][:8]}"
         )
     for (path, n), (_, o) in zip(new_paths, old_paths, strict=True):
         if (n is None) != (o is None):
             which = ("new", "current") if n is None else ("current", "new")
             raise ValueError(
-                f"replace_mask: mask leaf {path!r} is None in the {which[0]} mask but "
+                f"{who}: mask leaf {path!r} is None in the {which[0]} mask but "
                 f"prunable in the {which[1]} one"
             )
         if n is None:
