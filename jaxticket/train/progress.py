@@ -18,7 +18,12 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+
+try:  # a widget bar in notebooks that can draw one (tqdm.auto warns where ipywidgets is absent)
+    import ipywidgets  # noqa: F401
+    from tqdm.auto import tqdm
+except ImportError:
+    from tqdm import tqdm
 
 from jaxticket.train.engine import Engine, TrainResult, padding
 
