@@ -16,7 +16,7 @@ import jaxticket.models
 from jaxticket.data import Dataset
 from jaxticket.masks import dense_mask
 from jaxticket.optim import zero_pruned
-from jaxticket.train import make_train_fn, runner, train, train_seeds
+from jaxticket.train import make_train_fn, train, train_seeds
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(24, 4)).astype(np.float32)
@@ -124,15 +124,6 @@ CASES = [
         "mask_per_seed=True needs a mask",
     ),
 ]
-
-
-@pytest.fixture
-def no_compiling(monkeypatch):
-    def fail(*args, **kwargs):
-        raise AssertionError("compiled although the input is invalid")
-
-    monkeypatch.setattr(runner, "compiled_train_fn", fail)
-    monkeypatch.setattr(runner, "init_seeds", fail)
 
 
 @pytest.mark.parametrize(

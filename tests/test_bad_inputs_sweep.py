@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from lottery_shared import run_main
 from test_bad_inputs_cli import assert_one_line_error
-from test_bad_inputs_engine import DATA, KEYS, MODEL, OPT, no_compiling  # noqa: F401
+from test_bad_inputs_engine import DATA, KEYS, MODEL, OPT
 
 import jaxticket as jt
 from jaxticket.lottery.config import ConfigError, LotteryConfig
@@ -251,7 +251,7 @@ DATA_CASES = [
 @pytest.mark.parametrize(
     "overrides, error, fragment", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES]
 )
-def test_train_seeds_refuses_bad_data_and_settings(no_compiling, overrides, error, fragment):  # noqa: F811
+def test_train_seeds_refuses_bad_data_and_settings(no_compiling, overrides, error, fragment):
     kwargs = {**dict(steps=4, batch_size=8, init_keys=KEYS, data_keys=KEYS), **overrides}
     data = kwargs.pop("data", DATA)
     with pytest.raises(error) as info:

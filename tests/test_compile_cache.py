@@ -2,7 +2,6 @@
 (``jaxticket.train.cache_key``), and a run with a progress bar is written to JAX's
 persistent compilation cache (no host callback in its programs)."""
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from compile_probes import count_compiles
 
 import jaxticket.models
 from jaxticket.data import Dataset
@@ -35,22 +35,6 @@ CFG = dict(steps=4, batch_size=8, eval_every=2)
 
 def mlp(hidden=(6,)):
     return jaxticket.models.get("mlp", input_shape=(5,), num_classes=2, hidden=hidden)
-
-
-@contextlib.contextmanager
-def count_compiles():
-    """Counts XLA backend compiles inside the block (``counter[0]``)."""
-    counter = [0]
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            counter[0] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield counter
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 # -- fingerprints ------------------------------------------------------------------------

@@ -399,17 +399,6 @@ def test_unknown_data_set_lists_valid_names():
         assert name in str(err.value)
 
 
-@pytest.fixture
-def no_compiling(monkeypatch):
-    """Makes any attempt to build or compile a train function fail the test."""
-
-    def fail(*args, **kwargs):
-        raise AssertionError("compiled although the input is invalid")
-
-    monkeypatch.setattr(runner, "compiled_train_fn", fail)
-    monkeypatch.setattr(runner, "init_seeds", fail)
-
-
 def test_input_shape_mismatch_reported_before_compiling(no_compiling):
     model = jaxticket.models.get("mlp", input_shape=(5,), num_classes=3, hidden=(4,))
     with pytest.raises(ValueError, match=r"expects inputs of shape \(5,\).*shape \(8,\)"):

@@ -5,7 +5,6 @@ Tiny shapes, few programs: the regression program is compiled once and shared; t
 default-versus-explicit checks reuse one classification program; bad input never compiles.
 """
 
-import contextlib
 import hashlib
 
 import chex
@@ -14,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from compile_probes import count_compiles
 
 import jaxticket.models
 from jaxticket.data import Dataset
@@ -24,7 +24,6 @@ from jaxticket.train import (
     cross_entropy,
     evaluate,
     make_train_fn,
-    runner,
     train,
     train_seeds,
 )
@@ -142,22 +141,6 @@ def regression():
     return regress()
 
 
-@contextlib.contextmanager
-def count_compiles():
-    """Counts XLA backend compiles inside the block (``counter[0]``)."""
-    counter = [0]
-
-    def listener(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            counter[0] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield counter
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-
-
 # -- defaults: keys and bits unchanged --------------------------------------------------------
 
 
@@ -269,15 +252,6 @@ def test_float_labels_need_a_loss_and_metrics_that_take_them(no_compiling):
 
 
 # -- bad input: one-line errors naming the setting, before compiling --------------------------
-
-
-@pytest.fixture
-def no_compiling(monkeypatch):
-    def fail(*args, **kwargs):
-        raise AssertionError("compiled although the input is invalid")
-
-    monkeypatch.setattr(runner, "compiled_train_fn", fail)
-    monkeypatch.setattr(runner, "init_seeds", fail)
 
 
 @pytest.mark.parametrize(
