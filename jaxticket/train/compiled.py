@@ -14,8 +14,8 @@ import jax
 from jax.sharding import Mesh, PartitionSpec
 
 from jaxticket.train.cache_key import ByValue
-from jaxticket.train.checks import check_loss_and_metrics
 from jaxticket.train.engine import make_engine
+from jaxticket.train.loss_checks import check_loss_and_metrics
 from jaxticket.train.progress import ChunkedRun
 
 

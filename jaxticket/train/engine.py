@@ -23,13 +23,15 @@ are not checked: one may be legitimately undefined), carrying the first step whe
 were not; ``TrainResult.diverged`` / ``diverged_step`` report it.
 
 History holds one entry per evaluation (O(evaluations) memory, not O(steps)); entry 0 is
-the model before training.
+the model before training. The data the run passes around (``TrainState``, ``RunCarry``,
+``TrainResult``, ``Engine``, ``padding``) is defined in ``jaxticket.train.engine_types``
+and importable from here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,87 +41,20 @@ import optax
 from jaxticket.masks import apply_mask, validate_mask
 from jaxticket.optim import zero_pruned
 from jaxticket.train import order, timeline
-from jaxticket.train.checks import (
-    check_dataset,
-    check_loss_and_metrics,
-    check_loss_outputs,
-    check_run_settings,
-)
+from jaxticket.train.checks import check_dataset, check_run_settings
 from jaxticket.train.divergence import any_nonfinite, first_divergence
+from jaxticket.train.engine_types import (  # re-exported: callers import them from here
+    BoundaryFn,
+    Engine,
+    LossFn,
+    RunCarry,
+    TrainResult,
+    TrainState,
+    padding,  # noqa: F401
+)
 from jaxticket.train.evaluate import evaluate
+from jaxticket.train.loss_checks import check_loss_and_metrics, check_loss_outputs
 from jaxticket.train.losses import uses_class_labels
-
-LossFn = Callable[[jax.Array, jax.Array], jax.Array]
-
-
-class TrainState(NamedTuple):
-    """What a step carries: variables, optimizer state and the running training loss."""
-
-    params: Any
-    model_state: Any
-    opt_state: Any
-    loss_sum: jax.Array
-    loss_count: jax.Array
-
-
-class TrainResult(NamedTuple):
-    """The outcome of a run (stacked along a leading seed axis when vmapped).
-
-    Attributes:
-      params, model_state, opt_state: the variables after the last step.
-      history: ``"step"``, ``"train_loss"`` and, for each evaluated split (``"test"``,
-        ``"val"`` when the data has one), ``f"{split}_loss"`` and ``f"{split}_{name}"``
-        for every metric (by default ``"test_accuracy"``, ``"val_accuracy"``), each an
-        array with one entry per evaluation.
-      snapshots: one ``(params, model_state)`` per requested snapshot step, in order.
-      diverged: whether the training loss, an evaluation loss or any parameter /
-        model-state entry became NaN or infinite during the run (``bool``); metrics
-        are not checked.
-      diverged_step: the first segment end (evaluation or snapshot step, or the start of
-        the run) at which that was seen, ``-1`` if never (``int32``). A loss that is
-        non-finite at any step is caught at the end of its segment.
-    """
-
-    params: Any
-    model_state: Any
-    opt_state: Any
-    history: dict[str, jax.Array]
-    snapshots: tuple[tuple[Any, Any], ...]
-    diverged: jax.Array
-    diverged_step: jax.Array
-
-
-class RunCarry(NamedTuple):
-    """What the scan over segments carries (and what passes between chunked calls)."""
-
-    state: TrainState
-    snapshots: tuple[tuple[Any, Any], ...]
-    diverged_step: jax.Array
-
-
-class Engine(NamedTuple):
-    """One run cut into parts; ``make_train_fn`` composes them into one function.
-
-    Attributes:
-      rows: ``int32[rows, 4]`` segment table (index, start, length, evaluate); row 0 is
-        the zero-length "before training" row.
-      start: ``start(params, model_state, mask, data) -> RunCarry``.
-      run: ``run(carry, rows, mask, data_key, dropout_key, data) -> (carry, records)``
-        runs any consecutive rows of the table (or :func:`padding` rows, which do
-        nothing); ``records`` has one entry per row.
-      finish: ``finish(carry, *records) -> TrainResult`` from the records of all rows,
-        given in order in one or more pieces (padding rows included or not).
-      step_after: the absolute step reached after each row (a host-side list).
-    """
-
-    rows: np.ndarray
-    start: Callable[..., RunCarry]
-    run: Callable[..., tuple[RunCarry, dict[str, jax.Array]]]
-    finish: Callable[..., TrainResult]
-    step_after: list[int]
-
-
-BoundaryFn = Callable[[TrainState, jax.Array], TrainState]
 
 
 def make_train_fn(
@@ -191,11 +126,6 @@ def make_train_fn(
         return engine.finish(carry, records)
 
     return train_fn
-
-
-def padding(n: int, steps: int) -> np.ndarray:
-    """``n`` table rows that do nothing (no steps, no evaluation, no snapshot)."""
-    return np.tile(np.asarray([[-1, steps, 0, 0]], np.int32), (n, 1))
 
 
 def make_engine(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from jaxticket.train.checks import check_loss_and_metrics
+from jaxticket.train.loss_checks import check_loss_and_metrics
 from jaxticket.train.losses import accuracy, cross_entropy
 
 __all__ = ["accuracy", "cross_entropy", "evaluate"]
