@@ -201,7 +201,7 @@ def test_collapsed_and_diverged_columns():
 def test_collapse_is_derived_from_layer_remaining_in_older_records():
     records = make_records(levels=(0, 1))
     records[-1]["layer_remaining"] = {"hidden/kernel": 0.0, "output/kernel": 0.1}
-    assert report.collapsed_leaves(records[-1]) == ["hidden/kernel"]
+    assert report.record_collapsed(records[-1]) == ["hidden/kernel"]
     rows = report.summarize(records)
     assert rows[1]["collapsed"] == ["hidden/kernel"] and rows[0]["collapsed"] == []
 

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from jaxticket.lottery.report import CONTROLS, check_records, collapsed_leaves, main_records
+from jaxticket.lottery.report import CONTROLS, check_records, main_records, record_collapsed
 
 _COLORS = {"ticket": "C0", "reinit": "C3", "random_prune": "C2", "shuffle": "C4"}
 _COLLAPSED = dict(marker="X", ms=9, color="black", label="layer collapsed (no weight left)")
@@ -63,7 +63,7 @@ def accuracy_figure(records: list[dict]) -> Figure:
                 remaining = 100.0 * np.mean([r["remaining"] for r in chosen])
                 accs = [100.0 * r["test_accuracy_early"] for r in chosen]
                 points.append((remaining, accs))
-                if any(collapsed_leaves(r) for r in chosen):
+                if any(record_collapsed(r) for r in chosen):
                     collapsed.append((remaining, np.mean(accs)))
                 pairs = zip(chosen, accs, strict=True)
                 diverged += [(remaining, a) for r, a in pairs if r.get("diverged")]
@@ -122,7 +122,7 @@ def training_curves_figure(records: list[dict], levels) -> Figure:
         steps, curves = _histories(records, chosen)
         remaining = 100.0 * np.mean([r["remaining"] for r in chosen])
         label = f"{remaining:.3g}% remaining (level {level})"
-        if any(collapsed_leaves(r) for r in chosen):
+        if any(record_collapsed(r) for r in chosen):
             label += ", layer collapsed"
         bad = [r["seed"] for r in chosen if r.get("diverged")]
         if bad:

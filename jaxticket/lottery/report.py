@@ -65,7 +65,7 @@ def summarize(records: list[dict]) -> list[dict]:
             chosen = [r for r in records if r["level"] == level and r["variant"] == c]
             row[f"{c}_early_mean"], row[f"{c}_early_std"] = _stats(chosen, "test_accuracy_early")
         level_records = [r for r in records if r["level"] == level]
-        row["collapsed"] = sorted({p for r in level_records for p in collapsed_leaves(r)})
+        row["collapsed"] = sorted({p for r in level_records for p in record_collapsed(r)})
         row["diverged"] = sum(bool(r.get("diverged")) for r in level_records)
         rows.append(row)
     return rows
@@ -185,7 +185,7 @@ def check_records(records: list[dict]) -> None:
         seen.add(ident)
 
 
-def collapsed_leaves(record: dict) -> list[str]:
+def record_collapsed(record: dict) -> list[str]:
     """The record's collapsed leaves: its ``collapsed`` list, else the leaves of its
     ``layer_remaining`` at 0 (records written before ``collapsed`` existed)."""
     if "collapsed" in record:
