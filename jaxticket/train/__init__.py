@@ -4,10 +4,12 @@ from jaxticket.train.divergence import DivergenceWarning
 from jaxticket.train.engine import TrainResult, TrainState, make_train_fn
 from jaxticket.train.evaluate import evaluate
 from jaxticket.train.losses import accuracy, cross_entropy
+from jaxticket.train.mask_update import MaskUpdate, UpdateInputs, UpdateOutput
 from jaxticket.train.runner import check_compatible, seed_mesh, train, train_seeds
 
 __all__ = [
     "DivergenceWarning",
+    "MaskUpdate",
     "TrainResult",
     "TrainState",
     "accuracy",
@@ -18,4 +20,6 @@ __all__ = [
     "seed_mesh",
     "train",
     "train_seeds",
+    "UpdateInputs",
+    "UpdateOutput",
 ]

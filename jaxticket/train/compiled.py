@@ -33,12 +33,13 @@ def compiled_train_fn(
     mesh: Mesh | None = None,
     loss_fn=None,
     metrics=None,
+    mask_update=None,
 ):
     """The jitted, seed-vmapped train function, cached by value: repeated runs (IMP
     levels, controls, a fresh but equal optimizer or model) with the same configuration
     compile once (see ``jaxticket.train.cache_key`` for what counts as equal). ``loss_fn``
-    and ``metrics`` (defaults filled in first) are part of the key the same way: an
-    equal function hits, a different one compiles its own program.
+    and ``metrics`` (defaults filled in first) and ``mask_update`` are part of the key the
+    same way: an equal function hits, a different one compiles its own program.
 
     With a ``mesh`` the seeds are split over its (first) axis and every output stays split
     the same way. With ``progress`` the run is a :class:`~jaxticket.train.progress.ChunkedRun`
@@ -50,6 +51,7 @@ def compiled_train_fn(
         ByValue(optimizer),
         ByValue(loss_fn),
         ByValue(metrics),
+        ByValue(mask_update),
         steps=steps,
         batch_size=batch_size,
         eval_every=eval_every,
@@ -67,6 +69,7 @@ def _compiled_train_fn(
     optimizer: ByValue,
     loss_fn: ByValue,
     metrics: ByValue,
+    mask_update: ByValue,
     *,
     steps: int,
     batch_size: int,
@@ -85,6 +88,7 @@ def _compiled_train_fn(
         start_step=start_step,
         loss_fn=loss_fn.value,
         metrics=metrics.value,
+        mask_update=mask_update.value,
     )
     engine = make_engine(model.value, optimizer.value, **config)
     m = mask_per_seed

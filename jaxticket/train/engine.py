@@ -35,11 +35,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jaxticket.masks import apply_mask, validate_mask
-from jaxticket.optim import zero_pruned
+from jaxticket.masks import apply_mask, dense_mask, sparsity, validate_mask
+from jaxticket.optim import get_mask, zero_pruned
 from jaxticket.train import order, timeline
 from jaxticket.train.checks import check_dataset, check_run_settings
 from jaxticket.train.divergence import any_nonfinite, first_divergence
@@ -55,6 +54,15 @@ from jaxticket.train.engine_types import (  # re-exported: callers import them f
 from jaxticket.train.evaluate import evaluate
 from jaxticket.train.loss_checks import check_loss_and_metrics, check_loss_outputs
 from jaxticket.train.losses import uses_class_labels
+from jaxticket.train.mask_update import (
+    MaskUpdate,
+    check_mask_update,
+    make_update_branch,
+    update_record_template,
+)
+
+# Key of the update rows' records inside the scan's records (split off in ``finish``).
+UPDATES_KEY = "__mask_updates__"
 
 
 def make_train_fn(
@@ -71,6 +79,7 @@ def make_train_fn(
     progress: Callable[[Any], None] | None = None,
     loss_fn: LossFn | None = None,
     metrics: Mapping[str, LossFn] | None = None,
+    mask_update: MaskUpdate | None = None,
 ):
     """Builds ``train_fn(params, model_state, mask, data_key, dropout_key, data)``.
 
@@ -99,6 +108,14 @@ def make_train_fn(
         ``f"{split}_{name}"`` (default ``{"accuracy": jaxticket.train.accuracy}``;
         ``{}`` records none). Evaluation averages each function over the split
         exactly, example by example (``jaxticket.train.evaluate``).
+      mask_update: a :class:`~jaxticket.train.mask_update.MaskUpdate`: the mask changes
+        inside the run at its steps (sparse training: GMP, SET, RigL...). The segment
+        table is cut there, so other steps stay plain masked steps; the update's function
+        sees params, optimizer state, mask, step, a key and, when it asks, the dense
+        gradient on a fresh minibatch; the engine then swaps the mask with
+        :func:`jaxticket.regrow` (regrown weights start at exactly 0 with fresh optimizer
+        state). ``history`` gains ``"sparsity"`` and the result ``mask_updates``. With
+        ``mask=None`` the run starts from ``dense_mask(params)``.
 
     Returns:
       A pure, jittable and vmappable function returning a :class:`TrainResult`: one
@@ -117,6 +134,7 @@ def make_train_fn(
         progress=progress,
         loss_fn=loss_fn,
         metrics=metrics,
+        mask_update=mask_update,
     )
 
     def train_fn(params, model_state, mask, data_key, dropout_key, data) -> TrainResult:
@@ -142,6 +160,7 @@ def make_engine(
     progress: Callable[[Any], None] | None = None,
     loss_fn: LossFn | None = None,
     metrics: Mapping[str, LossFn] | None = None,
+    mask_update: MaskUpdate | None = None,
 ) -> Engine:
     """The parts of the run :func:`make_train_fn` builds (same arguments)."""
     settings = check_run_settings(
@@ -157,22 +176,17 @@ def make_engine(
     snapshot_steps = settings["snapshot_steps"]
     loss_fn, metrics = check_loss_and_metrics(loss_fn, metrics)
     class_labels = uses_class_labels(loss_fn, metrics)
-    relative_snapshots = tuple(s - start_step for s in snapshot_steps)
-    segments = timeline.segments(steps, eval_every, relative_snapshots)
-    rows = np.asarray(
-        [[0, 0, 0, 1]] + [[seg.index + 1, seg.start, seg.length, seg.evaluate] for seg in segments],
-        np.int32,
-    )
-    # The row after which each snapshot is taken (row 0: before training).
-    snapshot_rows = [
-        next(i for i, (_, start, length, _) in enumerate(rows) if start + length == s)
-        for s in relative_snapshots
-    ]
-    eval_rows = np.flatnonzero(rows[:, 3])
-    n_epochs_max = max(seg.length for seg in segments)
+    check_mask_update(mask_update, start_step=start_step, steps=steps)
+    updates = () if mask_update is None else mask_update.steps
+    table = timeline.table(steps, eval_every, snapshot_steps, updates, start_step=start_step)
+    rows, snapshot_rows = table.rows, table.snapshot_rows
+    eval_rows, update_rows = table.eval_rows, table.update_rows
+    n_epochs_max = table.longest
 
     def opt_for(mask):
-        return optimizer if mask is None else zero_pruned(optimizer, mask)
+        if mask is None and mask_update is None:
+            return optimizer
+        return zero_pruned(optimizer, mask)
 
     def check_data(data) -> int:
         check_dataset(data, class_labels=class_labels)  # label ranges when not traced
@@ -188,6 +202,8 @@ def make_engine(
         check_loss_outputs(
             model.apply, params, model_state, data, loss_fn, metrics, batch_size=batch_size
         )
+        if mask is None and mask_update is not None:
+            mask = dense_mask(params)
         if mask is not None:
             validate_mask(mask, params)
             params = apply_mask(params, mask)
@@ -216,6 +232,8 @@ def make_engine(
                 "step": jnp.asarray(step, jnp.int32),
                 "train_loss": state.loss_sum / jnp.maximum(state.loss_count, 1),
             }
+            if mask_update is not None:
+                out["sparsity"] = sparsity(get_mask(state.opt_state))
             for split, x, y in splits:
                 m = evaluate(
                     model.apply,
@@ -262,6 +280,16 @@ def make_engine(
             body = lambda j, s: step_fn(s, start + j, keys, first_epoch)
             return jax.lax.fori_loop(0, length, body, state)
 
+        if mask_update is not None:
+            update = make_update_branch(
+                model=model,
+                loss_fn=loss_fn,
+                optimizer=opt,
+                mask_update=mask_update,
+                batch_size=batch_size,
+            )
+            no_update = lambda s, *_: (s, update_record_template(get_mask(s.opt_state)))  # noqa: E731
+
         def one(carry: RunCarry, row):
             # The step, the shuffle and the evaluation are traced once, whatever the
             # number of segments: compile time does not grow with snapshots or groups.
@@ -269,6 +297,13 @@ def make_engine(
             index, start, length, is_eval = row[0], row[1], row[2], row[3].astype(bool)
             state = run_segment(state, start_step + start, length)
             end = start_step + start + length
+            if mask_update is not None:
+                # One branch per segment end, taken only at update rows (the table is never
+                # batched over seeds, so it stays a branch under vmap): the dense gradient
+                # and the mask swap cost nothing at other rows.
+                state, update_record = jax.lax.cond(
+                    row[4] > 0, update, no_update, state, end, row[4] - 1, dropout_key, data
+                )
             # The table is never batched over seeds, so this stays a branch under vmap:
             # snapshot-only and padding rows skip the evaluation.
             record = jax.lax.cond(
@@ -302,11 +337,18 @@ def make_engine(
                 )
                 for at, snap in zip(snapshot_rows, snaps, strict=True)
             )
+            if mask_update is not None:
+                record = {**record, UPDATES_KEY: update_record}
             return RunCarry(state, snaps, diverged_step), record
 
         return jax.lax.scan(one, carry, table)
 
     def finish(carry: RunCarry, *records) -> TrainResult:
+        updates = None
+        if mask_update is not None:
+            picked = [r[UPDATES_KEY] for r in records]
+            updates = jax.tree.map(lambda *r: jnp.concatenate(r)[update_rows], *picked)
+            records = [{k: v for k, v in r.items() if k != UPDATES_KEY} for r in records]
         history = jax.tree.map(lambda *r: jnp.concatenate(r)[eval_rows], *records)
         state = carry.state
         return TrainResult(
@@ -317,6 +359,7 @@ def make_engine(
             carry.snapshots,
             carry.diverged_step >= 0,
             carry.diverged_step,
+            updates,
         )
 
     step_after = [start_step + int(r[1] + r[2]) for r in rows]

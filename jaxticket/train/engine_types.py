@@ -41,6 +41,11 @@ class TrainResult(NamedTuple):
       diverged_step: the first segment end (evaluation or snapshot step, or the start of
         the run) at which that was seen, ``-1`` if never (``int32``). A loss that is
         non-finite at any step is caught at the end of its segment.
+      mask_updates: ``None`` unless the run had a ``mask_update``; then a dict with one
+        entry per update: ``"step"`` (``int32``), ``"grown"`` and ``"pruned"`` (weights
+        regrown / newly pruned by it, over all leaves) and ``"alive"`` (leaf path ->
+        alive count after it). ``history["sparsity"]`` then holds the global sparsity
+        of the prunable leaves at each evaluation.
     """
 
     params: Any
@@ -50,6 +55,7 @@ class TrainResult(NamedTuple):
     snapshots: tuple[tuple[Any, Any], ...]
     diverged: jax.Array
     diverged_step: jax.Array
+    mask_updates: dict[str, Any] | None = None
 
 
 class RunCarry(NamedTuple):
@@ -64,8 +70,9 @@ class Engine(NamedTuple):
     """One run cut into parts; ``make_train_fn`` composes them into one function.
 
     Attributes:
-      rows: ``int32[rows, 4]`` segment table (index, start, length, evaluate); row 0 is
-        the zero-length "before training" row.
+      rows: ``int32[rows, 5]`` segment table (index, start, length, evaluate, update:
+        1 + the mask update's number, 0 for none); row 0 is the zero-length "before
+        training" row.
       start: ``start(params, model_state, mask, data) -> RunCarry``.
       run: ``run(carry, rows, mask, data_key, dropout_key, data) -> (carry, records)``
         runs any consecutive rows of the table (or :func:`padding` rows, which do
@@ -87,4 +94,4 @@ BoundaryFn = Callable[[TrainState, jax.Array], TrainState]
 
 def padding(n: int, steps: int) -> np.ndarray:
     """``n`` table rows that do nothing (no steps, no evaluation, no snapshot)."""
-    return np.tile(np.asarray([[-1, steps, 0, 0]], np.int32), (n, 1))
+    return np.tile(np.asarray([[-1, steps, 0, 0, 0]], np.int32), (n, 1))

@@ -33,7 +33,13 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from jaxticket.masks import alive_by_leaf, count_alive, mask_and, mask_not
+from jaxticket.optim import get_mask
+from jaxticket.regrow import regrow
+from jaxticket.train import order
 
 __all__ = ["MaskUpdate", "UpdateInputs", "UpdateOutput"]
 
@@ -128,3 +134,95 @@ class MaskUpdate:
                 f"mask_update: update step {outside[0]} is outside the run [{start_step}, "
                 f"{end}) (an update must leave steps to train after it)"
             )
+
+
+# --------------------------------------------------------------------------------------
+# The engine's side: the branch taken at update rows.
+
+# Update keys come from the dropout stream folded with this constant and then the step:
+# dropout keys fold in the step directly, and steps stay below 2**31 - 1 (int32 counters),
+# so no update key equals a dropout key.
+UPDATE_STREAM = 0xFFFFFFFF
+
+
+def update_record_template(mask) -> dict[str, Any]:
+    """The record an update row yields (zeros at rows without an update)."""
+    zero = jnp.zeros((), jnp.int32)
+    return {
+        "step": zero,
+        "grown": zero,
+        "pruned": zero,
+        "alive": {path: zero for path in alive_by_leaf(mask)},
+    }
+
+
+def make_update_branch(*, model, loss_fn, optimizer, mask_update: MaskUpdate, batch_size: int):
+    """``apply(state, step, index, dropout_key, data) -> (state, record)``: one mask update.
+
+    Args:
+      model: the run's model (``apply(params, state, x, *, train, key)``).
+      loss_fn: the run's loss, differentiated for ``UpdateInputs.grad``.
+      optimizer: the run's ``zero_pruned`` optimizer (its state holds the mask).
+      mask_update: the schedule and its function.
+      batch_size: the size of the fresh minibatch the dense gradient is taken on.
+    """
+
+    def dense_grad(params, model_state, key, data):
+        n_train = data.x_train.shape[0]
+        round_keys = jax.random.bits(jax.random.fold_in(key, 0), (order.ROUNDS,), jnp.uint32)
+        idx = order.permute(round_keys, jnp.arange(batch_size), n_train)
+        x, y = data.x_train[idx], data.y_train[idx]
+
+        def objective(p):
+            # Training mode, as the step's gradient; the model-state change is dropped.
+            logits, _ = model.apply(p, model_state, x, train=True, key=jax.random.fold_in(key, 1))
+            return loss_fn(logits, y)
+
+        return jax.grad(objective)(params)
+
+    def apply(state, step, index, dropout_key, data):
+        old = get_mask(state.opt_state)
+        key = jax.random.fold_in(jax.random.fold_in(dropout_key, UPDATE_STREAM), step)
+        grad = None
+        if mask_update.needs_grad:
+            grad = dense_grad(state.params, state.model_state, jax.random.fold_in(key, 1), data)
+        inputs = UpdateInputs(
+            jnp.asarray(step, jnp.int32),
+            jnp.asarray(index, jnp.int32),
+            state.params,
+            state.model_state,
+            state.opt_state,
+            old,
+            jax.random.fold_in(key, 0),
+            grad,
+        )
+        out = mask_update.fn(inputs)
+        params, opt_state = state.params, state.opt_state
+        if isinstance(out, UpdateOutput):
+            params = params if out.params is None else out.params
+            opt_state = opt_state if out.opt_state is None else out.opt_state
+            out = out.mask
+        params, opt_state = regrow(params, opt_state, out, optimizer=optimizer)
+        new = get_mask(opt_state)
+        record = {
+            "step": jnp.asarray(step, jnp.int32),
+            "grown": count_alive(mask_and(new, mask_not(old))),
+            "pruned": count_alive(mask_and(old, mask_not(new))),
+            "alive": alive_by_leaf(new),
+        }
+        return state._replace(params=params, opt_state=opt_state), record
+
+    return apply
+
+
+def check_mask_update(mask_update, *, start_step: int, steps: int) -> None:
+    """One-line errors for a ``mask_update`` argument that is not a :class:`MaskUpdate`
+    or whose steps fall outside the run ``[start_step, start_step + steps)``."""
+    if mask_update is None:
+        return
+    if not isinstance(mask_update, MaskUpdate):
+        raise TypeError(
+            "mask_update must be a jaxticket.train.MaskUpdate (or None), got "
+            f"{type(mask_update).__name__}"
+        )
+    mask_update.check_run(start_step, steps)

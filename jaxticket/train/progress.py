@@ -34,7 +34,7 @@ def chunk_rows(rows: np.ndarray, steps_end: int, chunks: int = CHUNKS) -> list[n
     """Cuts the segment table into at most ``chunks`` pieces of equal length.
 
     Args:
-      rows: the engine's table (``int32[n, 4]``).
+      rows: the engine's table (``int32[n, 5]``).
       steps_end: the run's last relative step (padding rows start there).
       chunks: the most pieces to cut.
 

@@ -37,6 +37,7 @@ from jaxticket.train.compiled import compiled_train_fn, init_seeds
 from jaxticket.train.divergence import warn_if_diverged
 from jaxticket.train.engine import TrainResult
 from jaxticket.train.losses import uses_class_labels
+from jaxticket.train.mask_update import check_mask_update
 
 SEED_AXIS = "seeds"
 
@@ -71,6 +72,7 @@ def train(
     show_progress: bool = False,
     loss_fn=None,
     metrics=None,
+    mask_update=None,
 ) -> TrainResult:
     """Trains one seed. ``key`` makes the init (when ``params`` is None) and the data order.
 
@@ -102,6 +104,7 @@ def train(
         show_progress=show_progress,
         loss_fn=loss_fn,
         metrics=metrics,
+        mask_update=mask_update,
         _stacklevel=3,
     )
     return _take_first(result)
@@ -127,6 +130,7 @@ def train_seeds(
     show_progress: bool = False,
     loss_fn=None,
     metrics=None,
+    mask_update=None,
     _stacklevel: int = 2,
 ) -> TrainResult:
     """Trains N seeds as one vmapped program; results are stacked on a leading seed axis.
@@ -148,6 +152,10 @@ def train_seeds(
       loss_fn, metrics: the loss (default cross-entropy) and the metrics (default
         ``{"accuracy": accuracy}``) as in :func:`jaxticket.train.make_train_fn`;
         history keys are ``f"{split}_loss"`` and ``f"{split}_{name}"``.
+      mask_update: a :class:`~jaxticket.train.MaskUpdate`: the mask changes inside the
+        compiled run at its steps (sparse training; see ``jaxticket.sparse``), per seed
+        (its key and gradient batch come from each seed's data key). ``mask`` may then
+        be ``None`` (start dense).
       Other arguments as in :func:`jaxticket.train.make_train_fn`.
 
     Returns:
@@ -170,6 +178,7 @@ def train_seeds(
     check_dataset(data, class_labels=uses_class_labels(loss_fn, metrics))
     check_mesh(mesh)
     check_bool("show_progress", show_progress)
+    check_mask_update(mask_update, start_step=start_step, steps=steps)
     n = check_keys("init_keys", init_keys)
     n_data = check_keys("data_keys", data_keys)
     if n_data != n:
@@ -211,6 +220,7 @@ def train_seeds(
         mesh=mesh,
         loss_fn=loss_fn,
         metrics=metrics,
+        mask_update=mask_update,
     )
     order_keys, dropout_keys = _split_data_keys(data_keys)
     args = [params, model_state, mask, order_keys, dropout_keys]
