@@ -1,16 +1,18 @@
 """The ``jaxticket`` command: ``lottery`` runs IMP, ``report`` reprints a run, ``train``
-trains dense seeds; flags are generated from the config dataclass (experiments as data)."""
+trains dense seeds; a workflow's flags are generated from its config dataclass
+(``jaxticket.workflow.flags``: experiments as data)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 import time
-import typing
 
 from jaxticket.lottery.config import SEED_LIMIT, ConfigError, LotteryConfig
+from jaxticket.workflow.flags import add_config_flags, config_from_args
+from jaxticket.workflow.flags import parse_int as _int
+from jaxticket.workflow.flags import parse_number as _number
 
 
 class _Parser(argparse.ArgumentParser):
@@ -147,8 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Iterative magnitude pruning with rewinding and controls; resumable "
         "(rerunning the same command skips finished levels).",
     )
-    for f in dataclasses.fields(LotteryConfig):
-        _add_field(lot, f)
+    add_config_flags(lot, LotteryConfig)
     lot.add_argument("--out", default="runs", help="folder holding run directories (default: runs)")
     lot.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     _add_cpu_devices(lot)
@@ -187,37 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
-    flag = "--" + f.name.replace("_", "-")
-    kind = typing.get_type_hints(LotteryConfig)[f.name]
-    # Defaults are shown in the flag's own syntax (output/*=0.5, not a tuple repr).
-    help_text = f.metadata.get("help", "").replace("%", "%%")
-    if f.name == "layer_rates":
-        parse, shown = _layer_rates, ",".join(f"{p}={s:g}" for p, s in f.default)
-        help_text += " (comma-separated"
-    elif kind == tuple[str, ...]:
-        parse, shown = _str_list, ",".join(f.default)
-        help_text += " (comma-separated; '' for none"
-    elif kind == tuple[float, ...]:
-        parse, shown = _float_list, ",".join(f"{x:g}" for x in f.default)
-        help_text += " (comma-separated"
-    else:
-        parse, shown = {int: _int, float: _number, str: str}[kind], str(f.default)
-        help_text += " ("
-    help_text += ("; " if help_text[-1] != "(" else "") + f"default: {shown or chr(39) * 2})"
-    parser.add_argument(flag, type=parse, default=f.default, help=help_text)
-
-
 def _config_from_args(args) -> LotteryConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(LotteryConfig)}
-    return LotteryConfig(**values)
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return config_from_args(LotteryConfig, args)
 
 
 def _positive_int(text: str) -> int:
@@ -225,13 +197,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _positive_float(text: str) -> float:
@@ -246,32 +211,6 @@ def _seed(text: str) -> int:
     if not 0 <= value < SEED_LIMIT:
         raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
     return value
-
-
-def _str_list(text: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in text.split(",") if s.strip())
-
-
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(s) for s in _str_list(text))
-    except ValueError:
-        message = f"expected comma-separated numbers, got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
-
-
-def _layer_rates(text: str) -> tuple[tuple[str, float], ...]:
-    out = []
-    for item in _str_list(text):
-        pattern, sep, scale = item.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"expected PATTERN=SCALE, got {item!r}")
-        try:
-            out.append((pattern, float(scale)))
-        except ValueError:
-            message = f"scale of {pattern!r}: expected a number, got {scale!r}"
-            raise argparse.ArgumentTypeError(message) from None
-    return tuple(out)
 
 
 def _enable_compilation_cache() -> None:

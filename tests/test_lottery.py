@@ -231,12 +231,12 @@ def test_control_starting_points(main_run, main_exp):
     store, _ = main_run
     exp = main_exp
     prev = exp.unpack(store.load_level(1)[0])
-    mask = exp._prune_step(prev["trained"], prev["mask"])
+    mask = exp._prune_step(prev.trained, prev.mask)
     assert counts(mask) == counts(stored(store, exp, 2, "mask"))
     starts = exp._starts(prev, mask, 2)
     assert set(starts) == set(VARIANTS)
     t_params, _, t_mask = starts["ticket"]
-    assert jax.tree.all(jax.tree.map(np.array_equal, t_params, prev["rewind"]))
+    assert jax.tree.all(jax.tree.map(np.array_equal, t_params, prev.rewind))
     r_params, _, r_mask = starts["reinit"]
     assert r_mask is t_mask
     assert not np.array_equal(r_params["dense1"]["kernel"], t_params["dense1"]["kernel"])
@@ -290,7 +290,7 @@ def test_rewind_zero_resets_survivors_to_their_initial_values(out_dir):
     assert jax.tree.all(jax.tree.map(np.array_equal, stored(store, exp, 0, "rewind"), init))
     assert jax.tree.all(jax.tree.map(np.array_equal, stored(store, exp, 1, "rewind"), init))
     prev = exp.unpack(store.load_level(0)[0])
-    mask = exp._prune_step(prev["trained"], prev["mask"])
+    mask = exp._prune_step(prev.trained, prev.mask)
     assert jax.tree.all(jax.tree.map(np.array_equal, exp._starts(prev, mask, 1)["ticket"][0], init))
     assert [r["history"]["step"] for r in records] == [[0, 20, 40]] * 4
     assert {(r["level"], r["variant"]) for r in records} == {(0, "ticket"), (1, "ticket")}
@@ -304,10 +304,10 @@ def test_lr_rewinding_and_finetuning_start_from_trained_weights(main_run):
         exp = Experiment(dataclasses.replace(MAIN, rewind_mode=mode, levels=1))
         # Level 0 does not depend on the rewind mode: continue from MAIN's.
         prev = exp.unpack(store.load_level(0)[0])
-        mask = exp._prune_step(prev["trained"], prev["mask"])
+        mask = exp._prune_step(prev.trained, prev.mask)
         starts = exp._starts(prev, mask, 1)
-        assert starts["ticket"][0] is prev["trained"]
-        assert starts["random_prune"][0] is prev["trained"]
+        assert starts["ticket"][0] is prev.trained
+        assert starts["random_prune"][0] is prev.trained
         _, level_records = exp.run_level(1, prev, False)
         recs = by_key(level_records)
         assert set(recs) == {(1, v, s) for v in VARIANTS for s in range(2)}
@@ -426,7 +426,7 @@ def test_extreme_sparsity_keeps_a_weight_in_every_layer_by_default(main_run):
     default min_keep=1 keeps one in each (no training: the pruning of level 0)."""
     store, _ = main_run
     for kwargs, prune in (
-        (dict(prune_fraction=0.99999), lambda e, p: e._prune_step(p["trained"], p["mask"])),
+        (dict(prune_fraction=0.99999), lambda e, p: e._prune_step(p.trained, p.mask)),
         (dict(one_shot=(0.999999,), levels=ONE_SHOT_LEVELS), lambda e, p: e._prune_to(p, 0.999999)),
     ):
         for min_keep, collapses in ((1, False), (0, True)):

@@ -1,8 +1,9 @@
 """The lottery experiment as data: one frozen dataclass names a run completely.
 
-Every field has a CLI flag (generated from the field's type, default and help text), and
-the config's digest names the run directory, so equal configs resume the same run and
-different ones never collide.
+Built on ``jaxticket.workflow.WorkflowConfig``: every field has a CLI flag (generated from
+the field's type, default and help text by ``jaxticket.workflow.flags``), and the config's
+digest names the run directory, so equal configs resume the same run and different ones
+never collide.
 
 The whole config is checked when it is built (types, ranges, combinations), so a bad value
 fails before anything trains, with one line naming the field (``ConfigError.field``) and
@@ -15,11 +16,6 @@ Those checks live in ``jaxticket.lottery.config_checks``; their public names (``
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-import json
-import typing
-from typing import Any
 
 from jaxticket.lottery.config_checks import (  # re-exported: callers import them from here
     CONTROLS,  # noqa: F401
@@ -32,20 +28,17 @@ from jaxticket.lottery.config_checks import (  # re-exported: callers import the
     ConfigError,  # noqa: F401
     check_fits,  # noqa: F401
     check_ranges,
-    coerce_field,
 )
 
-# Runtime settings that change a run's numbers; ``run_lottery`` records them beside the
-# config (config.json/results.json key ``"runtime"``) and they name the run directory.
-RUNTIME_KEY = "runtime"
-
-
-def _field(default, help: str, **kw):
-    return dataclasses.field(default=default, metadata={"help": help, **kw})
+# RUNTIME_KEY: the runtime settings that change a run's numbers; ``run_lottery`` records
+# them beside the config (config.json/results.json key ``"runtime"``) and they name the run
+# directory.
+from jaxticket.workflow.config import RUNTIME_KEY, WorkflowConfig  # noqa: F401
+from jaxticket.workflow.config import field as _field
 
 
 @dataclasses.dataclass(frozen=True)
-class LotteryConfig:
+class LotteryConfig(WorkflowConfig):
     """Iterative magnitude pruning with rewinding (Frankle & Carbin 2019) and its controls.
 
     Defaults follow the paper's LeNet-300-100 setup (Adam 1.2e-3, batch 60, 20% of the
@@ -101,43 +94,11 @@ class LotteryConfig:
         "weights; collapse is reported in the records, the table and by a warning)",
     )
 
-    def __post_init__(self):
-        # Every field is checked here, before anything trains: a typo must not cost a level.
-        # Lists become tuples (the config stays hashable and its digest stable).
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            object.__setattr__(self, f.name, coerce_field(f.name, _kinds()[f.name], value))
+    def check(self) -> None:
+        """Ranges and combinations of the fields (``config_checks.check_ranges``)."""
         check_ranges(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LotteryConfig:
-        """Inverse of :meth:`to_dict`; a stored run's ``"runtime"`` entry is ignored.
-
-        Raises:
-          ValueError: ``d`` holds keys that are not config fields.
-          TypeError, ConfigError: as the constructor.
-        """
-        d = {k: v for k, v in dict(d).items() if k != RUNTIME_KEY}
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"LotteryConfig.from_dict: unknown fields {unknown}")
-        return cls(**d)
-
-    def digest(self) -> str:
-        """A stable sha256 hex digest of the config's canonical JSON."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def variants(self) -> tuple[str, ...]:
         """What trains at each pruned level: the ticket, then each control."""
         return ("ticket", *self.controls)
-
-
-@functools.cache
-def _kinds() -> dict[str, Any]:
-    return typing.get_type_hints(LotteryConfig)

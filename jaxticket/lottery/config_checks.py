@@ -1,4 +1,5 @@
-"""Checks of a ``LotteryConfig``: each field coerced to its type (``coerce_field``), the
+"""Checks of a ``LotteryConfig``: each field coerced to its type (``coerce_field``, from
+``jaxticket.workflow.config``, which coerces every workflow config by its type hints), the
 ranges and combinations of the whole config (``check_ranges``, run when it is built) and
 the checks that need the model and the data (``check_fits``, run before level 0). A bad
 value raises :class:`ConfigError`, one line naming the field and the valid range.
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jaxticket._paths import leaves_with_paths, matches
+from jaxticket.workflow.config import ConfigError, coerce_field  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from jaxticket.lottery.config import LotteryConfig
@@ -28,68 +29,9 @@ RATE_RESOLUTION = 1_000_000
 STEP_LIMIT = 2**31 - 1  # the engine's step counters are int32
 
 
-class ConfigError(ValueError):
-    """A config value out of range or a bad combination; ``field`` names the setting."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
 def _check(ok: bool, field: str, message: str) -> None:
     if not ok:
         raise ConfigError(field, message)
-
-
-def coerce_field(name: str, kind: Any, value: Any) -> Any:
-    """``value`` as the field's type ``kind`` (lists to tuples, ints to floats), or a
-    TypeError."""
-    if kind is str:
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
-        return value
-    if kind is int:
-        return _int(name, value)
-    if kind is float:
-        return _float(name, value)
-    if isinstance(value, str):
-        hint = "(('output/*', 0.5),)" if name == "layer_rates" else f"({value!r},)"
-        raise TypeError(
-            f"{name} must be a tuple, got the string {value!r}; write {hint} "
-            "(the command line takes a comma-separated list)"
-        )
-    if name == "layer_rates" and isinstance(value, dict):
-        value = tuple(value.items())
-    if not isinstance(value, tuple | list):
-        raise TypeError(f"{name} must be a tuple, got {type(value).__name__} {value!r}")
-    if name == "layer_rates":
-        return tuple(_rate_pair(i, item) for i, item in enumerate(value))
-    item = _float if kind == tuple[float, ...] else _str
-    return tuple(item(f"{name}[{i}]", v) for i, v in enumerate(value))
-
-
-def _int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    return int(value)
-
-
-def _float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    return float(value)
-
-
-def _str(name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _rate_pair(i: int, item: Any) -> tuple[str, float]:
-    if isinstance(item, str) or not isinstance(item, tuple | list) or len(item) != 2:
-        raise TypeError(f"layer_rates[{i}] must be a (pattern, scale) pair, got {item!r}")
-    return _str(f"layer_rates[{i}] pattern", item[0]), _float(f"layer_rates[{i}] scale", item[1])
 
 
 def _resolved(rate: float) -> int:

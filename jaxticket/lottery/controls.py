@@ -1,14 +1,19 @@
 """The masks of the lottery controls, per seed: a ticket mask shuffled within each layer
 (``shuffle``) and random pruning thinned to the ticket's per-layer counts
-(``random_prune``). Inputs and outputs are stacked over seeds and live on the host."""
+(``random_prune``, a ``CountsPruner`` with the random criterion). Inputs and outputs are
+stacked over seeds and live on the host."""
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
-from jaxticket import _random
-from jaxticket.pruning import topk_mask
+from jaxticket.pruning import criteria
+from jaxticket.pruning.match_counts import CountsPruner, leaf_counts
+
+# Random scores drawn over the mask's prunable leaves alone (the mask stands in for the
+# params: the random criterion reads only shapes), so the draws of one layer do not
+# depend on the number of non-prunable leaves.
+RANDOM_PRUNE = CountsPruner(criteria.random)
 
 
 def shuffle(keys, mask):
@@ -17,7 +22,14 @@ def shuffle(keys, mask):
 
 
 def thin_to_counts(keys, random_mask, ticket_mask):
-    """Random pruning: thin ``random_mask`` at random to ``ticket_mask``'s per-layer counts."""
+    """Random pruning: thin ``random_mask`` at random to ``ticket_mask``'s per-layer counts.
+
+    Args:
+      keys: one key per seed.
+      random_mask: the previous random mask, stacked over seeds.
+      ticket_mask: the ticket's mask (a subset count-wise: each of its per-layer counts at
+        most ``random_mask``'s), stacked over seeds.
+    """
     return jax.device_get(_thin_seeds(keys, random_mask, ticket_mask))
 
 
@@ -35,15 +47,8 @@ def _shuffle_one(key, m):
     return jax.tree.unflatten(treedef, shuffled)
 
 
-def _thin_one(key, rm, tm):
-    r_leaves, treedef = jax.tree.flatten(rm)
-    t_leaves = jax.tree.leaves(tm)
-    ks = jax.random.split(key, len(r_leaves))
-    out = []
-    for k, r, t in zip(ks, r_leaves, t_leaves, strict=True):
-        scores = _random.uniform(k, r.shape, jnp.float32)
-        out.append(topk_mask([scores], [r], jnp.sum(t, dtype=jnp.int32))[0])
-    return jax.tree.unflatten(treedef, out)
+def _thin_one(key, random_mask, ticket_mask):
+    return RANDOM_PRUNE(random_mask, random_mask, leaf_counts(ticket_mask), key=key)
 
 
 _shuffle_seeds = jax.jit(jax.vmap(_shuffle_one))

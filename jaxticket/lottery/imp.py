@@ -15,13 +15,17 @@ level after level: the surviving weights of the previous random mask are thinned
 to the ticket's per-layer counts; original init) and ``shuffle`` (the ticket's mask permuted
 within each layer, original init). All seeds and variants of a level train together in one
 vmapped program. Each finished level is checkpointed; a rerun skips finished levels.
+
+The workflow runs on ``jaxticket.workflow``: ``LOTTERY`` names its run directory, its
+phases (the levels) and its runner (``Experiment``), and ``run_workflow`` resumes it.
+A level leaves a ``LevelState``; each variant starts from a ``Start``.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,16 +34,48 @@ import numpy as np
 from jaxticket import data as data_lib
 from jaxticket import models as models_lib
 from jaxticket.lottery import controls
-from jaxticket.lottery.config import RUNTIME_KEY, LotteryConfig, check_fits
+from jaxticket.lottery.config import LotteryConfig, check_fits
 from jaxticket.lottery.optimizer import make_optimizer
-from jaxticket.lottery.records import Record, level_records, warn_collapsed, warn_diverged
 from jaxticket.lottery.store import RunStore, flatten_tree, unflatten_into
 from jaxticket.masks import dense_mask
 from jaxticket.pruning import criteria, layerwise, magnitude_pruner, make_pruner
 from jaxticket.train import DivergenceWarning, train_seeds
 from jaxticket.train.runner import init_seeds, seed_mesh
+from jaxticket.workflow.records import Record, seed_records
+from jaxticket.workflow.run import Workflow, run_identity, run_workflow
 
 _is_none = lambda x: x is None  # noqa: E731
+
+__all__ = ["LOTTERY", "Experiment", "LevelState", "Start", "run_identity", "run_lottery"]
+
+
+class Start(NamedTuple):
+    """Where one variant of a level starts, each leaf stacked over seeds."""
+
+    params: Any
+    model_state: Any
+    mask: Any
+
+
+class LevelState(NamedTuple):
+    """What a finished level leaves for the next, each leaf stacked over seeds (host).
+
+    Attributes:
+      init, init_state: θ₀ and its model state (level 0's start).
+      rewind, rewind_state: θ_k, the dense run's params at the rewind iteration.
+      mask: the ticket's mask.
+      random_mask: the random-pruning control's mask (thinned level after level).
+      trained, trained_state: the ticket's trained params and model state.
+    """
+
+    init: Any
+    init_state: Any
+    rewind: Any
+    rewind_state: Any
+    mask: Any
+    random_mask: Any
+    trained: Any
+    trained_state: Any
 
 
 def run_lottery(
@@ -76,56 +112,21 @@ def run_lottery(
       DivergenceWarning: a run's loss or weights became non-finite (records: ``diverged``,
         ``diverged_step``).
     """
-    log = log or (lambda msg: None)
-    exp = Experiment(config, devices=devices)
-    identity = run_identity(config, exp.devices)
-    store = RunStore.open(out_dir, identity, name=f"lottery-{config.model}-{config.dataset}")
-    # One process per run directory: a second identical command is refused at once (the
-    # kernel drops the lock of a killed process, so a stale lock never blocks).
-    with store.locked():
-        log(f"run directory: {store.run_dir}")
-        levels = [0, 1] if config.one_shot else list(range(config.levels + 1))
-        records: list[Record] = []
-        state = None
-        for level in levels:
-            loaded = store.load_level(level)
-            if loaded is not None:
-                arrays, new = loaded
-                state = exp.unpack(arrays)
-                log(f"level {level}: finished earlier, loaded")
-            else:
-                log(f"level {level}: training")
-                state, new = exp.run_level(level, state, show_progress)
-                store.save_level(level, exp.pack(state), new)
-            for lvl in sorted({r["level"] for r in new}):
-                chosen = [r for r in new if r["level"] == lvl]
-                warn_collapsed(lvl, chosen, stacklevel=3)  # at run_lottery's caller
-                warn_diverged(lvl, chosen, stacklevel=3)
-            records.extend(new)
-            store.write_results(identity, records)
-    return store, records
+    return run_workflow(
+        LOTTERY, config, out_dir=out_dir, show_progress=show_progress, log=log, devices=devices
+    )
 
 
-def run_identity(config: LotteryConfig, devices) -> dict[str, Any]:
-    """What names a run: the config and the runtime settings that change its numbers.
-
-    Returns:
-      ``config.to_dict()`` plus ``"runtime": {"x64", "devices", "platform"}``: whether
-      ``jax_enable_x64`` is on, how many devices the seeds are spread over, and their
-      platform. ``run_lottery`` opens the run directory with it and records it in
-      config.json and results.json.
-    """
-    devices = tuple(devices)
-    runtime = {
-        "x64": bool(jax.config.jax_enable_x64),
-        "devices": len(devices),
-        "platform": devices[0].platform,
-    }
-    return {**config.to_dict(), RUNTIME_KEY: runtime}
+def _levels(c: LotteryConfig) -> list[int]:
+    # One-shot: level 0 dense, then one phase that trains every one-shot sparsity.
+    return [0, 1] if c.one_shot else list(range(c.levels + 1))
 
 
 class Experiment:
-    """The pieces one lottery run is made of: data, model, optimizers, pruners, keys."""
+    """The pieces one lottery run is made of: data, model, optimizers, pruners, keys.
+
+    The workflow's ``PhaseRunner``: ``run_level`` (alias ``run_phase``), ``pack``, ``unpack``.
+    """
 
     def __init__(self, config: LotteryConfig, devices=None):
         self.config = c = config
@@ -134,8 +135,9 @@ class Experiment:
             raise ValueError("run_lottery: devices is empty; pass at least one device")
         data = data_lib.load(c.dataset)
         self.model = _model(c.model, tuple(data.input_shape), data.num_classes)
-        params, _ = jax.eval_shape(self.model.init, jax.random.key(0))
+        params, model_state = jax.eval_shape(self.model.init, jax.random.key(0))
         self.template = params
+        self.state_template = model_state
         check_fits(c, data, dense_mask(params))
         self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
         base = jax.random.key(c.seed)
@@ -154,57 +156,56 @@ class Experiment:
 
     # -- one level -------------------------------------------------------------------
 
-    def run_level(self, level: int, prev: dict | None, show_progress: bool):
+    def run_level(
+        self, level: int, prev: LevelState | None, show_progress: bool
+    ) -> tuple[LevelState, list[Record]]:
+        """Trains ``level`` (one-shot: every one-shot sparsity, levels ``level..``) from
+        the state ``prev`` the previous level left; returns the new state and records."""
         c = self.config
         if level == 0:
             return self._dense(show_progress)
-        k = c.rewind
         if c.one_shot:
             masks = [self._prune_to(prev, s) for s in c.one_shot]
         else:
-            masks = [self._prune_step(prev["trained"], prev["mask"])]
-        batch, names, per_mask_state = [], [], []
+            masks = [self._prune_step(prev.trained, prev.mask)]
+        runs: list[tuple[int, str, Start]] = []  # (level, variant, start), in batch order
         for i, mask in enumerate(masks):
-            lvl = level + i
-            starts = self._starts(prev, mask, lvl)
-            for variant in c.variants:
-                batch.append(starts[variant])
-                names.append((lvl, variant))
-            per_mask_state.append(starts)
-        params = _concat([b[0] for b in batch])
-        model_state = _concat([b[1] for b in batch])
-        mask = _concat([b[2] for b in batch])
-        data_keys = jnp.concatenate([self.data_keys] * len(batch))
+            starts = self._starts(prev, mask, level + i)
+            runs += [(level + i, variant, starts[variant]) for variant in c.variants]
+        batch = Start(*(_concat(parts) for parts in zip(*(s for _, _, s in runs), strict=True)))
+        data_keys = jnp.concatenate([self.data_keys] * len(runs))
         result = self._train(
-            self._optimizer(offset=k, final=c.rewind_mode == "finetune"),
+            self._optimizer(offset=c.rewind, final=c.rewind_mode == "finetune"),
             data_keys,
-            steps=c.steps - k,
-            start_step=k,
-            params=params,
-            model_state=model_state,
-            mask=mask,
+            steps=c.steps - c.rewind,
+            start_step=c.rewind,
+            params=batch.params,
+            model_state=batch.model_state,
+            mask=batch.mask,
             mask_per_seed=True,
             show_progress=show_progress,
         )
         records = []
-        for j, (lvl, variant) in enumerate(names):
-            sl = slice(j * c.seeds, (j + 1) * c.seeds)
-            part = jax.tree.map(lambda x, sl=sl: x[sl], result)
-            records += self._records(lvl, variant, part, batch[j][2])
+        for j, (lvl, variant, start) in enumerate(runs):
+            part = _seed_slice(result, j, c.seeds)
+            records += seed_records(part, start.mask, c.seeds, level=lvl, variant=variant)
         # IMP continues from the ticket of the (last) level.
-        last = per_mask_state[-1]
-        j = names.index((level + len(masks) - 1, "ticket"))
-        sl = slice(j * c.seeds, (j + 1) * c.seeds)
-        state = dict(prev)
-        state.update(
-            mask=last["ticket"][2],
-            trained=jax.tree.map(lambda x: x[sl], result.params),
-            trained_state=jax.tree.map(lambda x: x[sl], result.model_state),
-            random_mask=last.get("random_prune", (None, None, prev.get("random_mask")))[2],
+        last = level + len(masks) - 1
+        j = [(lvl, v) for lvl, v, _ in runs].index((last, "ticket"))
+        ticket = _seed_slice(result, j, c.seeds)
+        last_starts = {v: s for lvl, v, s in runs if lvl == last}
+        random = last_starts.get("random_prune")
+        state = prev._replace(
+            mask=last_starts["ticket"].mask,
+            trained=ticket.params,
+            trained_state=ticket.model_state,
+            random_mask=prev.random_mask if random is None else random.mask,
         )
         return state, records
 
-    def _dense(self, show_progress: bool):
+    run_phase = run_level  # the workflow's name for it
+
+    def _dense(self, show_progress: bool) -> tuple[LevelState, list[Record]]:
         c = self.config
         params, model_state = jax.device_get(self.init_batch(self.init_keys))
         result = self._train(
@@ -218,17 +219,17 @@ class Experiment:
         )
         mask = _stack_seeds(dense_mask(self.template), c.seeds)
         rewind_params, rewind_state = result.snapshots[0]
-        state = {
-            "init": params,
-            "init_state": model_state,
-            "rewind": rewind_params,
-            "rewind_state": rewind_state,
-            "mask": mask,
-            "random_mask": mask,
-            "trained": result.params,
-            "trained_state": result.model_state,
-        }
-        return state, self._records(0, "ticket", result, mask)
+        state = LevelState(
+            init=params,
+            init_state=model_state,
+            rewind=rewind_params,
+            rewind_state=rewind_state,
+            mask=mask,
+            random_mask=mask,
+            trained=result.params,
+            trained_state=result.model_state,
+        )
+        return state, seed_records(result, mask, c.seeds, level=0, variant="ticket")
 
     def _train(self, optimizer, data_keys, **kwargs):
         """Trains the stacked runs (params given), spread over ``self.devices``; the
@@ -255,24 +256,24 @@ class Experiment:
         # stacking it there costs no compilation (each eager JAX op compiles per shape).
         return jax.device_get(result)
 
-    def _starts(self, prev: dict, mask, level: int) -> dict[str, tuple]:
-        """(params, model_state, mask) per variant, each stacked over seeds."""
+    def _starts(self, prev: LevelState, mask, level: int) -> dict[str, Start]:
+        """Where each variant starts (each stacked over seeds), by variant name."""
         c = self.config
         if c.rewind_mode == "weights":
-            ticket = (prev["rewind"], prev["rewind_state"], mask)
+            ticket = Start(prev.rewind, prev.rewind_state, mask)
         else:
-            ticket = (prev["trained"], prev["trained_state"], mask)
+            ticket = Start(prev.trained, prev.trained_state, mask)
         starts = {"ticket": ticket}
         key = jax.random.fold_in(self.control_key, level)
         keys = jax.random.split(key, 3 * c.seeds).reshape(3, c.seeds)
         if "reinit" in c.controls:
             fresh, fresh_state = jax.device_get(self.init_batch(keys[0]))
-            starts["reinit"] = (fresh, fresh_state, mask)
+            starts["reinit"] = Start(fresh, fresh_state, mask)
         if "random_prune" in c.controls:
-            rand = controls.thin_to_counts(keys[1], prev["random_mask"], mask)
-            starts["random_prune"] = (ticket[0], ticket[1], rand)
+            rand = controls.thin_to_counts(keys[1], prev.random_mask, mask)
+            starts["random_prune"] = ticket._replace(mask=rand)
         if "shuffle" in c.controls:
-            starts["shuffle"] = (ticket[0], ticket[1], controls.shuffle(keys[2], mask))
+            starts["shuffle"] = ticket._replace(mask=controls.shuffle(keys[2], mask))
         return starts
 
     # -- pruning -----------------------------------------------------------------------
@@ -281,46 +282,52 @@ class Experiment:
         prune = _jit_prune(self.pruner, "fraction")
         return jax.device_get(prune(trained, mask, self.config.prune_fraction))
 
-    def _prune_to(self, prev, sparsity: float):
+    def _prune_to(self, prev: LevelState, sparsity: float):
         dense = _stack_seeds(dense_mask(self.template), self.config.seeds)
         prune = _jit_prune(self.one_shot_pruner, "sparsity")
-        return jax.device_get(prune(prev["trained"], dense, sparsity))
+        return jax.device_get(prune(prev.trained, dense, sparsity))
 
     # -- optimizer -----------------------------------------------------------------------
 
     def _optimizer(self, offset: int = 0, final: bool = False):
         return make_optimizer(self.config, offset=offset, final=final)
 
-    # -- records and checkpoints ---------------------------------------------------------
+    # -- checkpoints ---------------------------------------------------------------------
 
-    def _records(self, level: int, variant: str, result, mask) -> list[Record]:
-        """Records of one variant's seeds from its (host) ``TrainResult`` slice."""
-        h, diverged, at = result.history, result.diverged, result.diverged_step
-        return level_records(level, variant, h, mask, diverged, at, self.config.seeds)
-
-    def pack(self, state: dict) -> dict[str, Any]:
+    def pack(self, state: LevelState) -> dict[str, Any]:
+        """The state as flat named arrays (``"<field>/<leaf path>"``) for the checkpoint."""
         flat = {}
-        for name, tree in state.items():
+        for name, tree in state._asdict().items():
             flat.update(flatten_tree(tree, name))
         return flat
 
-    def unpack(self, flat: dict[str, Any]) -> dict:
-        model_state = jax.eval_shape(self.model.init, jax.random.key(0))[1]
+    def unpack(self, flat: dict[str, Any]) -> LevelState:
+        """Inverse of :meth:`pack` (NumPy leaves)."""
         mask = dense_mask(self.template)
-        templates = {
-            "init": self.template,
-            "rewind": self.template,
-            "trained": self.template,
-            "init_state": model_state,
-            "rewind_state": model_state,
-            "trained_state": model_state,
-            "mask": mask,
-            "random_mask": mask,
-        }
-        return {
-            name: jax.tree.map(np.asarray, unflatten_into(t, flat, name))
-            for name, t in templates.items()
-        }
+        templates = LevelState(
+            init=self.template,
+            init_state=self.state_template,
+            rewind=self.template,
+            rewind_state=self.state_template,
+            mask=mask,
+            random_mask=mask,
+            trained=self.template,
+            trained_state=self.state_template,
+        )
+        return LevelState(
+            **{
+                name: jax.tree.map(np.asarray, unflatten_into(t, flat, name))
+                for name, t in templates._asdict().items()
+            }
+        )
+
+
+# The workflow: run directory lottery-<model>-<dataset>-<digest>, one phase per level.
+LOTTERY = Workflow(
+    name=lambda c: f"lottery-{c.model}-{c.dataset}",
+    phases=_levels,
+    setup=Experiment,
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -352,6 +359,12 @@ def _jit_prune(pruner, kind: str):
 
 def _stack_seeds(tree, n: int):
     return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n, *np.shape(x))), tree)
+
+
+def _seed_slice(tree, j: int, seeds: int):
+    """Runs ``j·seeds .. (j+1)·seeds`` of a batch of runs (NumPy views)."""
+    sl = slice(j * seeds, (j + 1) * seeds)
+    return jax.tree.map(lambda x: x[sl], tree)
 
 
 def _concat(trees):

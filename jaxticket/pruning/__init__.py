@@ -22,6 +22,7 @@ from jaxticket.pruning.criteria import (
     weighted_sum,
 )
 from jaxticket.pruning.layerwise import Layerwise, layerwise
+from jaxticket.pruning.match_counts import CountsPruner, leaf_counts, match_counts
 from jaxticket.pruning.pruner import (
     Pruner,
     magnitude_pruner,
@@ -35,6 +36,7 @@ from jaxticket.pruning.topk import topk_mask
 
 __all__ = [
     "Allocation",
+    "CountsPruner",
     "Criterion",
     "Group",
     "LeafInfo",
@@ -50,9 +52,11 @@ __all__ = [
     "fraction_of",
     "global_",
     "layerwise",
+    "leaf_counts",
     "magnitude",
     "magnitude_pruner",
     "make_pruner",
+    "match_counts",
     "n_m",
     "neurons",
     "override",

@@ -1,0 +1,59 @@
+"""The layer every workflow is built on (IMP, sparse training, ...): one shape for all.
+
+* ``config``: ``WorkflowConfig``, the frozen-dataclass base whose fields (``field(default,
+  help)``) are coerced from their type hints and checked (``check()`` raising
+  ``ConfigError(field, message)``), with ``to_dict``/``from_dict``/``digest``;
+* ``flags``: ``add_config_flags(parser, cls)`` and ``config_from_args(cls, args)``, the
+  CLI flags of any such config;
+* ``run``: ``Workflow`` (name, phases, setup) and ``run_workflow``, the resumable phase
+  loop over the run store (``jaxticket.lottery.store.RunStore``);
+* ``records``: ``seed_records`` from a ``TrainResult``, collapse and divergence warnings;
+* ``summary``: ``group_summary`` by any fields (mean ± std, min, max over seeds) and
+  tables with collapsed/diverged columns;
+* ``plots`` (imported on first use: it loads matplotlib): seed-band line plots.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from jaxticket.workflow import config, flags, records, run, summary
+from jaxticket.workflow.config import RUNTIME_KEY, ConfigError, WorkflowConfig, field
+from jaxticket.workflow.flags import add_config_flags, config_from_args
+from jaxticket.workflow.records import Record, seed_records, warn_collapsed, warn_diverged
+from jaxticket.workflow.run import PhaseRunner, Workflow, run_identity, run_workflow
+from jaxticket.workflow.summary import format_summary, group_summary, markdown_table, text_table
+
+__all__ = [
+    "RUNTIME_KEY",
+    "ConfigError",
+    "PhaseRunner",
+    "Record",
+    "Workflow",
+    "WorkflowConfig",
+    "add_config_flags",
+    "config",
+    "config_from_args",
+    "field",
+    "flags",
+    "format_summary",
+    "group_summary",
+    "markdown_table",
+    "plots",
+    "records",
+    "run",
+    "run_identity",
+    "run_workflow",
+    "seed_records",
+    "summary",
+    "text_table",
+    "warn_collapsed",
+    "warn_diverged",
+]
+
+
+def __getattr__(name: str):
+    # plots pulls in matplotlib (slow to import); load it when first asked for.
+    if name == "plots":
+        return importlib.import_module("jaxticket.workflow.plots")
+    raise AttributeError(f"module 'jaxticket.workflow' has no attribute {name!r}")
