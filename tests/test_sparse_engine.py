@@ -9,7 +9,9 @@ compiled once per module (module-scope fixtures):
 * GMP from a dense start (``train``): alive counts after each update equal the Zhu–Gupta
   target counts (numpy formula, the pruner's rounding rule), ``history["sparsity"]``;
 * SET stepped row by row (``make_engine``): right after an update the regrown weights
-  are exactly 0 and their Adam moments are 0.
+  are exactly 0 and their Adam moments are 0;
+* sparse-to-sparse GraNet (``train``): the sparsity after each update is the schedule's
+  (exact count), regeneration moves weights, pruned weights are 0 at the end.
 """
 
 from __future__ import annotations
@@ -189,3 +191,35 @@ def test_set_regrown_weights_and_moments_are_zero_right_after_update():
         n_drop = math.floor(0.5 * m_b[path].sum())
         assert grown.sum() <= n_drop, path
     assert grown_any > 0
+
+
+# --------------------------------------------------------------------------------------
+# GraNet, sparse to sparse
+
+
+def test_granet_sparsity_after_each_update_is_the_schedule():
+    method = sparse.GraNet(0.9, initial_sparsity=0.5, start=10, end=30, every=10)
+    mask = method.initial_mask(PARAMS, jax.random.key(11))
+    method.check_start(mask)
+    result = jt.train.train(
+        MODEL,
+        DATA,
+        optax.adam(1e-2),
+        key=jax.random.key(12),
+        params=PARAMS,
+        model_state=STATE,
+        mask=mask,
+        mask_update=method.mask_update(40),
+        **{**RUN, "steps": 40},
+    )
+    updates = result.mask_updates
+    total = sum(m.size for m in flat(mask).values())
+    for i, t in enumerate((10, 20, 30)):
+        s = 0.9 + (0.5 - 0.9) * (1 - (t - 10) / 20) ** 3
+        alive = sum(int(updates["alive"][p][i]) for p in flat(mask))
+        want = total - (round(s * 1e6) * total + 500_000) // 1_000_000
+        assert alive == min(want, sum(int(m.sum()) for m in flat(mask).values())), t
+    assert int(updates["grown"][0]) > 0  # neuroregeneration moved weights
+    final = flat(jt.get_mask(result.opt_state))
+    params = flat(result.params)
+    assert all(np.all(params[p][~m] == 0) for p, m in final.items())
