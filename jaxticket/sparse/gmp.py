@@ -111,10 +111,11 @@ class GMP:
             return jnp.asarray(fn(step), jnp.float32)
         return jnp.full((), self.final_sparsity, jnp.float32)
 
-    def initial_mask(self, params: Any, key: jax.Array | None = None) -> Any:
-        """``dense_mask(params)`` (GMP starts dense; ``key`` is not used)."""
+    def initial_mask(self, params: Any, key: jax.Array | None = None, *, base: Any = None) -> Any:
+        """``dense_mask(params)``, or ``base`` (a dense mask naming the prunable leaves):
+        GMP starts dense; ``key`` is not used."""
         del key
-        return dense_mask(params)
+        return dense_mask(params) if base is None else base
 
     def check_start(self, mask: Any) -> None:
         """Raises ValueError when ``mask`` is sparser than ``initial_sparsity``."""
