@@ -340,3 +340,34 @@ def test_bad_mask_updates_fail_with_one_line(case):
 def test_bad_mask_update_fields(kwargs, fragment):
     with pytest.raises((ValueError, TypeError), match=fragment):
         MaskUpdate(keep_mask, **kwargs)
+
+
+def _drop_none(count: int, inputs):
+    del count
+    return inputs.mask
+
+
+def test_equal_mask_updates_share_one_compiled_program():
+    from compile_probes import count_compiles
+
+    def run(update):
+        return jaxticket.train.train(
+            MODEL,
+            DATA,
+            optax.sgd(0.1),
+            key=jax.random.key(1),
+            mask=SPARSE,
+            mask_update=update,
+            **RUN,
+        )
+
+    jax.block_until_ready(run(MaskUpdate(functools.partial(_drop_none, 3), steps=(5, 15))).params)
+    with count_compiles() as compiles:
+        again = run(MaskUpdate(functools.partial(_drop_none, 3), steps=(5, 15)))
+        jax.block_until_ready(again.params)
+    assert compiles[0] == 0
+    with count_compiles() as compiles:
+        jax.block_until_ready(
+            run(MaskUpdate(functools.partial(_drop_none, 3), steps=(5, 16))).params
+        )
+    assert compiles[0] > 0  # other steps: another program
