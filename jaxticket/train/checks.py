@@ -245,3 +245,15 @@ def _is_integer(value: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+def check_batches(data, batch_size: int, *, class_labels: bool) -> int:
+    """Checks ``data`` for a run (labels when concrete, see :func:`check_dataset`) and that
+    one batch fits its training split; returns the number of training examples."""
+    check_dataset(data, class_labels=class_labels)
+    n_train = data.x_train.shape[0]
+    if batch_size > n_train:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the training set ({n_train} examples)"
+        )
+    return n_train

@@ -1,31 +1,24 @@
 """A whole training run as one jitted program.
 
 ``make_train_fn`` returns a pure function that trains from given variables: epochs of
-minibatches in a keyed random order (``jaxticket.train.order``: each step computes its
-batch's indices, nothing is sorted; the data-order key is separate from the init key),
-an optax optimizer wrapped so pruned weights stay exactly zero, a pluggable loss
-(``loss_fn(logits, labels) -> scalar``, default cross-entropy) and metrics (default
-accuracy; ``jaxticket.train.losses``), evaluation on the test (and validation) split
-every ``eval_every`` steps, and parameter snapshots at the requested steps (rewind
-points). Steps run inside ``lax.scan``; nothing returns to Python
-until the run ends, so ``jax.vmap`` of the function trains many seeds in one program.
+minibatches in a keyed random order (``jaxticket.train.order``: no sort; the data-order
+key is separate from the init key), an optax optimizer wrapped so pruned weights stay
+exactly zero, a pluggable loss and metrics (``jaxticket.train.losses``), evaluation every
+``eval_every`` steps, parameter snapshots (rewind points) and mask updates
+(``jaxticket.train.mask_update``) at the requested steps. Nothing returns to Python until
+the run ends, so ``jax.vmap`` of the function trains many seeds in one program.
 
-The scan runs over a table of segments (``timeline``), led by a zero-length row for the
-model before training. :func:`make_engine` exposes the same run in three parts (start,
-rows, finish); running the table's rows in a few calls instead of one gives the same bits
-and lets the host move a progress bar between calls with no host callback in the
-compiled program (``jaxticket.train.progress``), so that program can be written to JAX's
-persistent compilation cache.
+The run scans over a table of segments (``timeline``), led by a zero-length row for the
+model before training; evaluations, snapshots and mask updates happen at segment ends,
+never inside the per-step loop. :func:`make_engine` exposes the run in parts (start,
+rows, finish): running the rows in a few calls gives the same bits and lets the host move
+a progress bar with no host callback in the compiled program (``jaxticket.train.progress``).
 
 Divergence (``jaxticket.train.divergence``): at every segment end the run checks that its
-accumulated training loss, its evaluation losses and its variables are finite (metrics
-are not checked: one may be legitimately undefined), carrying the first step where they
-were not; ``TrainResult.diverged`` / ``diverged_step`` report it.
-
-History holds one entry per evaluation (O(evaluations) memory, not O(steps)); entry 0 is
-the model before training. The data the run passes around (``TrainState``, ``RunCarry``,
-``TrainResult``, ``Engine``, ``padding``) is defined in ``jaxticket.train.engine_types``
-and importable from here.
+training loss, evaluation losses and variables are finite, carrying the first step where
+they were not (``TrainResult.diverged`` / ``diverged_step``). History holds one entry per
+evaluation; entry 0 is the model before training. ``TrainState``, ``RunCarry``,
+``TrainResult``, ``Engine`` and ``padding`` live in ``jaxticket.train.engine_types``.
 """
 
 from __future__ import annotations
@@ -40,7 +33,7 @@ import optax
 from jaxticket.masks import apply_mask, dense_mask, sparsity, validate_mask
 from jaxticket.optim import get_mask, zero_pruned
 from jaxticket.train import order, timeline
-from jaxticket.train.checks import check_dataset, check_run_settings
+from jaxticket.train.checks import check_batches, check_run_settings
 from jaxticket.train.divergence import any_nonfinite, first_divergence
 from jaxticket.train.engine_types import (  # re-exported: callers import them from here
     BoundaryFn,
@@ -178,10 +171,10 @@ def make_engine(
     class_labels = uses_class_labels(loss_fn, metrics)
     check_mask_update(mask_update, start_step=start_step, steps=steps)
     updates = () if mask_update is None else mask_update.steps
-    table = timeline.table(steps, eval_every, snapshot_steps, updates, start_step=start_step)
-    rows, snapshot_rows = table.rows, table.snapshot_rows
-    eval_rows, update_rows = table.eval_rows, table.update_rows
-    n_epochs_max = table.longest
+    layout = timeline.table(steps, eval_every, snapshot_steps, updates, start_step=start_step)
+    rows, snapshot_rows = layout.rows, layout.snapshot_rows
+    eval_rows, update_rows = layout.eval_rows, layout.update_rows
+    n_epochs_max = layout.longest
 
     def opt_for(mask):
         if mask is None and mask_update is None:
@@ -189,13 +182,7 @@ def make_engine(
         return zero_pruned(optimizer, mask)
 
     def check_data(data) -> int:
-        check_dataset(data, class_labels=class_labels)  # label ranges when not traced
-        n_train = data.x_train.shape[0]
-        if batch_size > n_train:
-            raise ValueError(
-                f"batch_size {batch_size} is larger than the training set ({n_train} examples)"
-            )
-        return n_train
+        return check_batches(data, batch_size, class_labels=class_labels)
 
     def start(params, model_state, mask, data) -> RunCarry:
         check_data(data)
