@@ -31,12 +31,28 @@ Optimizer
   ``masked`` and ``MaskedState`` are deprecated aliases (DeprecationWarning).
 Training (``jaxticket.train``)
   ``train_seeds``, ``make_train_fn``, ``TrainResult`` (with ``diverged`` /
-  ``diverged_step``), ``seed_mesh``, ``evaluate``; one seed: ``jaxticket.train.train``.
-  A run whose loss or parameters become non-finite warns ``DivergenceWarning``.
+  ``diverged_step``, ``mask_updates``), ``seed_mesh``, ``evaluate``; one seed:
+  ``jaxticket.train.train``. A run whose loss or parameters become non-finite warns
+  ``DivergenceWarning``. Pluggable ``loss_fn(logits, labels)`` and ``metrics``.
+  ``MaskUpdate(fn, steps, needs_grad=False)``: the mask changes inside the compiled run at
+  its steps; ``fn(UpdateInputs)`` sees params, optimizer state, mask, step, a key and, when
+  asked, the dense gradient on a fresh minibatch (computed at update steps only) and
+  returns the new mask (or an ``UpdateOutput``); the engine regrows at exactly 0 with
+  fresh optimizer state.
+Sparse training (``jaxticket.sparse``)
+  ``GMP`` (Zhu & Gupta's cubic schedule, one-shot or constant; layerwise or global),
+  ``SET``, ``RigL``, ``GraNet`` and ``Static`` (random ERK / ER / uniform): frozen
+  dataclasses with ``initial_mask(params, key)``, ``check_start(mask)`` and
+  ``mask_update(steps)`` (a ``MaskUpdate`` for the engine); schedules
+  ``zhu_gupta_schedule``, ``cosine_drop_fraction``, ``update_steps``.
 Workflows (``jaxticket.lottery``)
   ``LotteryConfig``, ``run_lottery``; ``jaxticket.lottery.ConfigError`` (a bad config, named
   field), ``StorageError`` / ``RunDirectoryBusyError`` (the run directory cannot be written,
   or another process holds it), ``BrokenLevelWarning`` (a damaged or edited level, recomputed).
+Workflow layer (``jaxticket.workflow``)
+  What every workflow is built on: ``WorkflowConfig`` (a frozen dataclass whose fields
+  generate CLI flags and the digest naming the run directory), ``run_workflow`` (the
+  resumable phase loop over the run store), ``seed_records``, ``group_summary`` and plots.
 Subpackages
   ``jaxticket.data`` (``load``, ``Dataset``), ``jaxticket.models`` (``get``, ``Model``).
 
@@ -55,7 +71,7 @@ Example::
                                    steps=2000, batch_size=60, eval_every=500)
 """
 
-from jaxticket import data, lottery, models, pruning, train
+from jaxticket import data, lottery, models, pruning, sparse, train, workflow
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
 from jaxticket.masks import (
@@ -104,7 +120,10 @@ from jaxticket.pruning import (
 from jaxticket.regrow import regrow, reset_optimizer_state
 from jaxticket.train import (
     DivergenceWarning,
+    MaskUpdate,
     TrainResult,
+    UpdateInputs,
+    UpdateOutput,
     evaluate,
     make_train_fn,
     seed_mesh,
@@ -117,9 +136,12 @@ __all__ = [
     "DivergenceWarning",
     "LayerCollapseWarning",
     "LotteryConfig",
+    "MaskUpdate",
     "Pruner",
     "PruneMaskState",
     "TrainResult",
+    "UpdateInputs",
+    "UpdateOutput",
     "alive_by_leaf",
     "apply_mask",
     "collapsed_leaves",
@@ -162,6 +184,7 @@ __all__ = [
     "seed_mesh",
     "snip",
     "snip_pruner",
+    "sparse",
     "sparsity",
     "sparsity_by_leaf",
     "topk_mask",
@@ -170,6 +193,7 @@ __all__ = [
     "unstructured",
     "validate_mask",
     "weighted_sum",
+    "workflow",
     "zero_pruned",
 ]
 
