@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,7 @@ from jaxticket import models as models_lib
 from jaxticket.lottery import controls
 from jaxticket.lottery.config import LotteryConfig, check_fits
 from jaxticket.lottery.optimizer import make_optimizer
+from jaxticket.lottery.state import LevelState, Start, concat, seed_slice, stack_seeds
 from jaxticket.lottery.store import RunStore, flatten_tree, unflatten_into
 from jaxticket.masks import dense_mask
 from jaxticket.pruning import criteria, layerwise, magnitude_pruner, make_pruner
@@ -44,38 +45,7 @@ from jaxticket.train.runner import init_seeds, seed_mesh
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_identity, run_workflow
 
-_is_none = lambda x: x is None  # noqa: E731
-
 __all__ = ["LOTTERY", "Experiment", "LevelState", "Start", "run_identity", "run_lottery"]
-
-
-class Start(NamedTuple):
-    """Where one variant of a level starts, each leaf stacked over seeds."""
-
-    params: Any
-    model_state: Any
-    mask: Any
-
-
-class LevelState(NamedTuple):
-    """What a finished level leaves for the next, each leaf stacked over seeds (host).
-
-    Attributes:
-      init, init_state: θ₀ and its model state (level 0's start).
-      rewind, rewind_state: θ_k, the dense run's params at the rewind iteration.
-      mask: the ticket's mask.
-      random_mask: the random-pruning control's mask (thinned level after level).
-      trained, trained_state: the ticket's trained params and model state.
-    """
-
-    init: Any
-    init_state: Any
-    rewind: Any
-    rewind_state: Any
-    mask: Any
-    random_mask: Any
-    trained: Any
-    trained_state: Any
 
 
 def run_lottery(
@@ -172,7 +142,7 @@ class Experiment:
         for i, mask in enumerate(masks):
             starts = self._starts(prev, mask, level + i)
             runs += [(level + i, variant, starts[variant]) for variant in c.variants]
-        batch = Start(*(_concat(parts) for parts in zip(*(s for _, _, s in runs), strict=True)))
+        batch = Start(*(concat(parts) for parts in zip(*(s for _, _, s in runs), strict=True)))
         data_keys = jnp.concatenate([self.data_keys] * len(runs))
         result = self._train(
             self._optimizer(offset=c.rewind, final=c.rewind_mode == "finetune"),
@@ -187,12 +157,12 @@ class Experiment:
         )
         records = []
         for j, (lvl, variant, start) in enumerate(runs):
-            part = _seed_slice(result, j, c.seeds)
+            part = seed_slice(result, j, c.seeds)
             records += seed_records(part, start.mask, c.seeds, level=lvl, variant=variant)
         # IMP continues from the ticket of the (last) level.
         last = level + len(masks) - 1
         j = [(lvl, v) for lvl, v, _ in runs].index((last, "ticket"))
-        ticket = _seed_slice(result, j, c.seeds)
+        ticket = seed_slice(result, j, c.seeds)
         last_starts = {v: s for lvl, v, s in runs if lvl == last}
         random = last_starts.get("random_prune")
         state = prev._replace(
@@ -217,7 +187,7 @@ class Experiment:
             snapshot_steps=(c.rewind,),
             show_progress=show_progress,
         )
-        mask = _stack_seeds(dense_mask(self.template), c.seeds)
+        mask = stack_seeds(dense_mask(self.template), c.seeds)
         rewind_params, rewind_state = result.snapshots[0]
         state = LevelState(
             init=params,
@@ -283,7 +253,7 @@ class Experiment:
         return jax.device_get(prune(trained, mask, self.config.prune_fraction))
 
     def _prune_to(self, prev: LevelState, sparsity: float):
-        dense = _stack_seeds(dense_mask(self.template), self.config.seeds)
+        dense = stack_seeds(dense_mask(self.template), self.config.seeds)
         prune = _jit_prune(self.one_shot_pruner, "sparsity")
         return jax.device_get(prune(prev.trained, dense, sparsity))
 
@@ -355,19 +325,3 @@ def _jit_prune(pruner, kind: str):
     # The amount is traced, so one compiled program serves every level and every one-shot
     # sparsity (a constant amount would compile once per value).
     return jax.jit(jax.vmap(lambda p, m, a: pruner(p, m, **{kind: a}), in_axes=(0, 0, None)))
-
-
-def _stack_seeds(tree, n: int):
-    return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n, *np.shape(x))), tree)
-
-
-def _seed_slice(tree, j: int, seeds: int):
-    """Runs ``j·seeds .. (j+1)·seeds`` of a batch of runs (NumPy views)."""
-    sl = slice(j * seeds, (j + 1) * seeds)
-    return jax.tree.map(lambda x: x[sl], tree)
-
-
-def _concat(trees):
-    return jax.tree.map(
-        lambda *xs: None if xs[0] is None else np.concatenate(xs), *trees, is_leaf=_is_none
-    )

@@ -12,11 +12,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from jaxticket.lottery.report import CONTROLS, check_records, main_records, record_collapsed
+from jaxticket.workflow.plots import band_line, new_figure, save_figure
 
 _COLORS = {"ticket": "C0", "reinit": "C3", "random_prune": "C2", "shuffle": "C4"}
 _COLLAPSED = dict(marker="X", ms=9, color="black", label="layer collapsed (no weight left)")
@@ -42,13 +42,13 @@ def plot_accuracy_vs_remaining(records: list[dict], path) -> Path:
     Returns:
       ``path`` as a ``Path``; parent directories are created.
     """
-    return _save(accuracy_figure(records), path)
+    return save_figure(accuracy_figure(records), path)
 
 
 def accuracy_figure(records: list[dict]) -> Figure:
     """The figure of :func:`plot_accuracy_vs_remaining`, not yet saved."""
     check_records(records)
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     ticks = []
     collapsed, diverged = [], []
     series = [("ticket", None)] + [(c, c) for c in CONTROLS]
@@ -70,7 +70,7 @@ def accuracy_figure(records: list[dict]) -> Figure:
         if not points:
             continue
         x = np.array([p[0] for p in points])
-        _band_line(ax, x, [p[1] for p in points], _LABELS[name], _COLORS[name], marker="o")
+        band_line(ax, x, [p[1] for p in points], _LABELS[name], _COLORS[name], marker="o")
         if variant is None:
             ticks = x
     dense = main_records(records, 0)
@@ -105,7 +105,7 @@ def plot_training_curves(records: list[dict], levels, path) -> Path:
     Raises:
       ValueError: a level has no ticket records, or a record lacks the history lists.
     """
-    return _save(training_curves_figure(records, levels), path)
+    return save_figure(training_curves_figure(records, levels), path)
 
 
 def training_curves_figure(records: list[dict], levels) -> Figure:
@@ -114,7 +114,7 @@ def training_curves_figure(records: list[dict], levels) -> Figure:
     check_records(records)
     available = sorted({r["level"] for r in records})
     levels = available if levels is None else list(levels)
-    fig, ax = _new_figure()
+    fig, ax = new_figure()
     for i, level in enumerate(levels):
         chosen = main_records(records, level)
         if not chosen:
@@ -127,7 +127,7 @@ def training_curves_figure(records: list[dict], levels) -> Figure:
         bad = [r["seed"] for r in chosen if r.get("diverged")]
         if bad:
             label += f", diverged: seed{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}"
-        _band_line(ax, steps, curves, label, f"C{i % 10}")
+        band_line(ax, steps, curves, label, f"C{i % 10}")
     ax.set_xlabel("training iteration")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Ticket test accuracy during training")
@@ -151,14 +151,6 @@ def _histories(records: list[dict], chosen: list[dict]) -> tuple[np.ndarray, lis
     return steps, list((100.0 * curves).T)
 
 
-def _band_line(ax, x, per_point, label: str, color: str, *, marker=None) -> None:
-    mean = np.array([np.mean(v) for v in per_point])
-    low = np.array([np.min(v) for v in per_point])
-    high = np.array([np.max(v) for v in per_point])
-    ax.plot(x, mean, color=color, marker=marker, ms=3, lw=1.5, label=label)
-    ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
-
-
 def _log_remaining_axis(ax, ticks) -> None:
     ax.set_xscale("log")
     # A log axis cannot show 0 % remaining (a collapsed network): keep the ticks positive
@@ -174,17 +166,3 @@ def _log_remaining_axis(ax, ticks) -> None:
         ax.set_xticklabels([f"{t:.3g}" for t in shown])
     ax.xaxis.set_minor_locator(NullLocator())
     ax.grid(True, which="major", alpha=0.3)
-
-
-def _new_figure() -> tuple[Figure, object]:
-    fig = Figure(figsize=(7, 4.5), dpi=120)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def _save(fig: Figure, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxticket.workflow.summary import markdown_table as workflow_markdown
+from jaxticket.workflow.summary import mean_std, text_table
+
 CONTROLS = ("reinit", "random_prune", "shuffle")
 VARIANTS = ("ticket", "dense", *CONTROLS)
 REQUIRED_KEYS = (
@@ -82,12 +85,7 @@ def format_table(rows: list[dict]) -> str:
     Returns:
       The table, one line per level under a header and a rule, no trailing newline.
     """
-    header, body = _cells(rows)
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in body]
-    return "\n".join(lines)
+    return text_table(*_cells(rows))
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -99,10 +97,7 @@ def markdown_table(rows: list[dict]) -> str:
     Returns:
       The markdown table, no trailing newline.
     """
-    header, body = _cells(rows)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
-    lines += ["| " + " | ".join(line) + " |" for line in body]
-    return "\n".join(lines)
+    return workflow_markdown(*_cells(rows))
 
 
 def report(run_dir) -> str:
@@ -257,9 +252,9 @@ def _cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     body = []
     for row in rows:
         line = [str(row["level"]), _pct(row["remaining_pct"]), str(row["seeds"])]
-        line += [_pm(row, "ticket_early"), _pm(row, "ticket_final")]
+        line += [mean_std(row, "ticket_early"), mean_std(row, "ticket_final")]
         line.append(_num(row["early_stop_step"], 0))
-        line += [_pm(row, f"{c}_early") for c in controls]
+        line += [mean_std(row, f"{c}_early") for c in controls]
         # Leaves with no weight left, and runs whose loss or weights went non-finite.
         line.append(str(len(row.get("collapsed") or ())) if row.get("collapsed") else "-")
         line.append(str(row["diverged"]) if row.get("diverged") else "-")
@@ -274,8 +269,3 @@ def _num(x: float, digits: int) -> str:
 def _pct(x: float) -> str:
     # Three significant digits read like the paper's axis: 100, 51.3, 3.6, 0.123.
     return "-" if math.isnan(x) else f"{x:.3g}"
-
-
-def _pm(row: dict, name: str) -> str:
-    mean, std = row[f"{name}_mean"], row[f"{name}_std"]
-    return "-" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
