@@ -60,9 +60,9 @@ from bench_engine import (  # noqa: E402
 from bench_imp_e2e import torch_data, torch_train  # noqa: E402
 
 import jaxticket.data as data_lib  # noqa: E402
-from jaxticket.lottery import store as store_lib  # noqa: E402
 from jaxticket.lottery.config import LotteryConfig  # noqa: E402
 from jaxticket.lottery.imp import run_lottery  # noqa: E402
+from jaxticket.workflow import store as store_lib  # noqa: E402
 
 COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",

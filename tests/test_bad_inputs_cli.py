@@ -9,7 +9,7 @@ import json
 import pytest
 from lottery_shared import compile_cache, run_main  # noqa: F401  (fixture)
 
-from jaxticket.lottery.store import RunStore
+from jaxticket.workflow.store import RunStore
 
 # (argv after "lottery", message fragment naming the flag)
 LOTTERY = [

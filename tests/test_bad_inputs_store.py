@@ -15,8 +15,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxticket.lottery import store_files
-from jaxticket.lottery.store import (
+from jaxticket.workflow import store_files
+from jaxticket.workflow.store import (
     BrokenLevelWarning,
     RunDirectoryBusyError,
     RunStore,

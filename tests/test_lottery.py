@@ -24,10 +24,10 @@ from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import Experiment, make_optimizer, run_identity, run_lottery
 from jaxticket.lottery.records import LayerCollapseWarning
 from jaxticket.lottery.report import format_table, summarize
-from jaxticket.lottery.store import RunStore, config_digest, flatten_tree, unflatten_into
 from jaxticket.masks import alive_by_leaf, dense_mask
 from jaxticket.pruning import magnitude_pruner
 from jaxticket.train import DivergenceWarning, train_seeds
+from jaxticket.workflow.store import RunStore, config_digest, flatten_tree, unflatten_into
 
 TINY = dict(seeds=2, steps=40, eval_every=20, val_size=200, batch_size=60)
 K = 20  # the late-rewinding iteration of MAIN

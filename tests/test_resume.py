@@ -27,7 +27,7 @@ import pytest
 from jaxticket import cli
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
-from jaxticket.lottery.store import (
+from jaxticket.workflow.store import (
     BrokenLevelWarning,
     RunDirectoryBusyError,
     RunStore,

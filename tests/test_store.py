@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jaxticket.lottery.store import (
+from jaxticket.workflow.store import (
     BrokenLevelWarning,
     RunStore,
     config_digest,

@@ -19,14 +19,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from jaxticket.lottery import store_files
-from jaxticket.lottery.store import (
+from jaxticket.workflow import store_files
+from jaxticket.workflow.store import (
     BrokenLevelWarning,
     RunDirectoryBusyError,
     RunStore,
     StorageError,
 )
-from jaxticket.lottery.store_seal import seal, seal_problem
+from jaxticket.workflow.store_seal import seal, seal_problem
 
 CONFIG = {"model": "lenet_300_100", "dataset": "mnist1d", "levels": 3}
 
@@ -312,7 +312,7 @@ def test_unreadable_level_file_is_an_error_not_damage(tmp_path, monkeypatch):
 
 HOLDER = """
 import sys
-from jaxticket.lottery.store import RunStore
+from jaxticket.workflow.store import RunStore
 with RunStore(sys.argv[1]).locked():
     print("locked", flush=True)
     sys.stdin.readline()

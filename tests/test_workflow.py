@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from jaxticket.lottery import controls
 from jaxticket.lottery.config import LotteryConfig
-from jaxticket.lottery.store import BrokenLevelWarning, RunStore, config_digest
 from jaxticket.pruning import CountsPruner, leaf_counts, match_counts
 from jaxticket.workflow import (
     ConfigError,
@@ -32,6 +31,7 @@ from jaxticket.workflow import (
     run_identity,
     run_workflow,
 )
+from jaxticket.workflow.store import BrokenLevelWarning, RunStore, config_digest
 
 REPO = Path(__file__).resolve().parents[1]
 

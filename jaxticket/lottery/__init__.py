@@ -13,7 +13,7 @@ import importlib
 from jaxticket.lottery import config, imp, records, report, store
 from jaxticket.lottery.config import ConfigError, LotteryConfig
 from jaxticket.lottery.imp import run_identity, run_lottery
-from jaxticket.lottery.store import BrokenLevelWarning, RunDirectoryBusyError, StorageError
+from jaxticket.workflow.store import BrokenLevelWarning, RunDirectoryBusyError, StorageError
 
 __all__ = [
     "BrokenLevelWarning",

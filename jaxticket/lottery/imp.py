@@ -37,13 +37,13 @@ from jaxticket.lottery import controls
 from jaxticket.lottery.config import LotteryConfig, check_fits
 from jaxticket.lottery.optimizer import make_optimizer
 from jaxticket.lottery.state import LevelState, Start, concat, seed_slice, stack_seeds
-from jaxticket.lottery.store import RunStore, flatten_tree, unflatten_into
 from jaxticket.masks import dense_mask
 from jaxticket.pruning import criteria, layerwise, magnitude_pruner, make_pruner
 from jaxticket.train import DivergenceWarning, train_seeds
 from jaxticket.train.runner import init_seeds, seed_mesh
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_identity, run_workflow
+from jaxticket.workflow.store import RunStore, flatten_tree, unflatten_into
 
 __all__ = ["LOTTERY", "Experiment", "LevelState", "Start", "run_identity", "run_lottery"]
 

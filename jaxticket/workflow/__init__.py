@@ -6,7 +6,8 @@
 * ``flags``: ``add_config_flags(parser, cls)`` and ``config_from_args(cls, args)``, the
   CLI flags of any such config;
 * ``run``: ``Workflow`` (name, phases, setup) and ``run_workflow``, the resumable phase
-  loop over the run store (``jaxticket.lottery.store.RunStore``);
+  loop over the run store (``jaxticket.workflow.store.RunStore``, with its file, seal,
+  results and tree helpers in ``store_*``);
 * ``records``: ``seed_records`` from a ``TrainResult``, collapse and divergence warnings;
 * ``summary``: ``group_summary`` by any fields (mean ± std, min, max over seeds) and
   tables with collapsed/diverged columns;

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxticket.lottery.store_tree import flatten_tree
 from jaxticket.masks import LayerCollapseWarning
 from jaxticket.train import DivergenceWarning
+from jaxticket.workflow.store_tree import flatten_tree
 
 Record = dict[str, Any]
 

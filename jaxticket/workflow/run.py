@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import jax
 
-from jaxticket.lottery.store import RunStore
 from jaxticket.workflow.config import RUNTIME_KEY
 from jaxticket.workflow.records import Record, warn_collapsed, warn_diverged
+from jaxticket.workflow.store import RunStore
 
 
 class PhaseRunner(Protocol):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxticket.lottery.store_files import canonical, dumps
+from jaxticket.workflow.store_files import canonical, dumps
 
 # The fields of level_LL.json that its ``digest`` seals.
 SEALED = ("level", "run", "arrays", "arrays_digest", "files", "records")

@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from jaxticket.lottery.store_files import dumps, read_json, write_atomic
+from jaxticket.workflow.store_files import dumps, read_json, write_atomic
 
 
 def write_results(run_dir: str | os.PathLike, config: dict, records: list[dict]) -> None:

@@ -1,6 +1,6 @@
 """Files of the run store: one-line storage errors, atomic writes, JSON, file digests, locks.
 
-Everything here works on plain paths; ``jaxticket.lottery.store`` builds the run layout on it.
+Everything here works on plain paths; ``jaxticket.workflow.store`` builds the run layout on it.
 """
 
 from __future__ import annotations
