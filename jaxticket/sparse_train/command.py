@@ -1,0 +1,43 @@
+"""The ``jaxticket sparse-train`` command: flags from ``SparseTrainConfig``, run, table, plots.
+
+``jaxticket.cli`` builds the subparser with :func:`add_arguments` (plus its
+``--cpu-devices``) and calls :func:`run_command` with the parsed arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from jaxticket.sparse_train.config import SparseTrainConfig
+from jaxticket.workflow.flags import add_config_flags, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``SparseTrainConfig`` field, ``--out`` and ``--quiet``."""
+    add_config_flags(parser, SparseTrainConfig)
+    parser.add_argument(
+        "--out", default="runs", help="folder holding run directories (default: runs)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Runs (or resumes) the configured experiment, prints the table, the run directory,
+    the plots and the wall time; returns the exit code (0)."""
+    from jaxticket.sparse_train.plots import save_plots
+    from jaxticket.sparse_train.report import format_table, summarize
+    from jaxticket.sparse_train.run import run_sparse_training
+
+    config = config_from_args(SparseTrainConfig, args)
+    start = time.time()
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    store, records = run_sparse_training(
+        config, out_dir=args.out, show_progress=not args.quiet, log=log
+    )
+    print(format_table(summarize(records)))
+    acc, over = save_plots(records, store.run_dir)
+    print(f"\nrun directory: {store.run_dir}\nplots: {acc}, {over}")
+    print(f"wall time: {time.time() - start:.1f} s")
+    return 0
