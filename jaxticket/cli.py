@@ -80,9 +80,16 @@ def _lottery(args) -> int:
 
 def _report(args) -> int:
     from jaxticket.lottery.report import report
+    from jaxticket.sparse_train import report as sparse
 
-    print(report(args.run_dir))
+    print((sparse.report if sparse.is_sparse_train_run(args.run_dir) else report)(args.run_dir))
     return 0
+
+
+def _sparse_train(args) -> int:
+    from jaxticket.sparse_train.command import run_command
+
+    return run_command(args)
 
 
 def _train(args) -> int:
@@ -158,6 +165,18 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="print the results table of a finished run")
     rep.add_argument("run_dir", help="a run directory written by `jaxticket lottery`")
     rep.set_defaults(func=_report)
+
+    from jaxticket.sparse_train.command import add_arguments as sparse_train_arguments
+
+    spt = sub.add_parser(
+        "sparse-train",
+        help="sparse training (gmp, set, rigl, granet, static) or the dense baseline",
+        description="Trains one method at each target sparsity, seeds vmapped; resumable "
+        "(rerunning the same command loads finished sparsities).",
+    )
+    sparse_train_arguments(spt)
+    _add_cpu_devices(spt)
+    spt.set_defaults(func=_sparse_train)
 
     tr = sub.add_parser(
         "train",
