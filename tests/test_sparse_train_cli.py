@@ -131,6 +131,7 @@ BAD = [
         "no effect with method gmp",
     ),
     ("--method granet --allocation er", "--allocation", "no effect with method granet"),
+    ("--method gmp --layer-rates output/*=1.2", "--layer-rates", "keep every target"),
     ("--method bogus", "--method", "must be one of gmp, set, rigl"),
     ("--method static --allocation erk2", "--allocation", "must be one of erk, er, uniform"),
     ("--method gmp --gmp-schedule linear", "--gmp-schedule", "cubic, one_shot, constant"),

@@ -108,9 +108,8 @@ class SparseTrainConfig(WorkflowConfig):
         check_training(self)
         check_method(self)
         for s in self.sparsities if self.method != "dense" else ():
-            method = build_method(self, s)
             try:
-                method.mask_update(self.steps)
+                build_method(self, s).mask_update(self.steps)
             except ValueError as err:  # a leftover combination: name the method's settings
                 raise ConfigError("method", f"{self.method}: {err}") from None
 
@@ -326,6 +325,14 @@ def check_method(c: SparseTrainConfig) -> None:
             "initial_sparsity",
             f"initial_sparsity={c.initial_sparsity} exceeds the target sparsity {low}: a "
             f"{c.method} run starts no sparser than it ends",
+        )
+    for pattern, scale in c.layer_rates:
+        top_rate = max(c.sparsities) * scale
+        _check(
+            math.isfinite(scale) and scale >= 0 and _resolved(top_rate) < RATE_RESOLUTION,
+            "layer_rates",
+            f"layer_rates: {pattern}={scale} must be finite, >= 0 and keep every target "
+            f"below 1 (it gives {top_rate:g} at sparsity {max(c.sparsities)})",
         )
     _check_steps(c, used)
 

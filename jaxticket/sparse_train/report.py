@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from jaxticket.lottery.store import RunStore
-from jaxticket.sparse_train.config import METHODS, SparseTrainConfig
+from jaxticket.sparse_train.config import METHODS
 from jaxticket.workflow.summary import group_summary, markdown_table, mean_std_range, text_table
 
 STATS = {"test_accuracy_early": 100.0, "test_accuracy_final": 100.0, "final_sparsity": 100.0}
@@ -80,15 +80,18 @@ def short_names(paths: list[str]) -> dict[str, str]:
 
 
 def is_sparse_train_run(run_dir) -> bool:
-    """Whether ``run_dir`` holds a sparse-training run (its config names a method and
-    every ``SparseTrainConfig`` field); ``False`` for anything unreadable."""
+    """Whether ``run_dir`` holds a sparse-training run (its ``config.json`` names a
+    method, its sparsities, ``every`` and ``zeta``); ``False`` for anything unreadable."""
     try:
         config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
         config = config.get("config") or {}
     except (OSError, ValueError, AttributeError):
         return False
-    fields = set(SparseTrainConfig.__dataclass_fields__)
-    return isinstance(config, dict) and fields <= set(config) and config["method"] in METHODS
+    return (
+        isinstance(config, dict)
+        and {"method", "sparsities", "every", "zeta"} <= set(config)
+        and config["method"] in METHODS
+    )
 
 
 def report(run_dir) -> str:
