@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -119,3 +120,35 @@ def test_granet_steps_and_zeta():
         assert float(method.drop_fraction(100)(t)) == pytest.approx(want, abs=1e-6)
         want_s = zhu_gupta_reference(0.5, 0.9, 20, 20, 3, t)
         assert float(method.target(t)) == pytest.approx(want_s, abs=2e-6)
+
+
+@pytest.mark.parametrize("decay", ["constant", "cosine"])
+def test_set_drop_fraction_at_its_updates(monkeypatch, decay):
+    # SET's ζ: fixed (Mocanu et al.) or RigL's cosine over the span its updates may take
+    # (how Evci et al. ran SET beside RigL). The fraction drop_and_grow receives is read
+    # off at every update and compared with the formula.
+    from jaxticket.sparse import dynamic
+
+    seen = []
+    monkeypatch.setattr(
+        dynamic, "drop_and_grow", lambda mask, drop, grow, fraction: seen.append(fraction) or mask
+    )
+    method = sparse.SET(0.5, every=10, zeta=0.3, end=59, decay=decay)
+    update = method.mask_update(100, start_step=20)
+    assert update.steps == (30, 40, 50)
+    mask = {"w": np.ones((4, 4), bool)}
+    for t in update.steps:
+        key = jax.random.key(0)
+        inputs = dynamic.UpdateInputs(t, 0, {"w": np.ones((4, 4))}, None, None, mask, key, None)
+        update.fn(inputs)
+    horizon = 59 - 20 + 1
+    want = [
+        0.3 if decay == "constant" else 0.15 * (1 + math.cos(math.pi * (t - 20) / horizon))
+        for t in update.steps
+    ]
+    np.testing.assert_allclose(np.asarray(seen, np.float64), want, rtol=1e-6)
+
+
+def test_set_decay_must_be_known():
+    with pytest.raises(ValueError, match="decay"):
+        sparse.SET(0.5, decay="linear")

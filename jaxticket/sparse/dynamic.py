@@ -126,7 +126,10 @@ class SET:
     ``floor(ζ·alive)`` smallest-``|w|`` alive weights and regrows as many at uniformly
     random positions among those dead after the drop (new weights start at 0). Updates at
     ``start_step + every, start_step + 2·every, …`` up to ``end`` (inclusive; ``None``:
-    the run's last step).
+    the run's last step). ``decay="constant"`` keeps ζ fixed (Mocanu et al.);
+    ``"cosine"`` decays it as RigL does, ``ζ_t = ζ/2·(1 + cos(π·(t − start_step)/T))``
+    with ``T`` the span the updates may take (``end − start_step + 1``, or the run), which
+    is how Evci et al. ran SET beside RigL (same schedule, only the growth differs).
 
     Attributes:
       sparsity: the fraction of prunable weights pruned, in [0, 1).
@@ -135,6 +138,7 @@ class SET:
       end: the last step an update may take, or ``None``.
       allocation: "er", "erk" or "uniform" (per-layer densities of the initial mask).
       min_keep: weights every layer keeps in the initial mask.
+      decay: "constant" (ζ at every update) or "cosine" (RigL's decay of ζ).
     """
 
     sparsity: float
@@ -143,6 +147,7 @@ class SET:
     end: int | None = None
     allocation: str = "er"
     min_keep: int = 1
+    decay: str = "constant"
 
     def __post_init__(self):
         who = type(self).__name__
@@ -153,6 +158,7 @@ class SET:
             checks.check_step(who, "end", self.end)
         checks.check_choice(who, "allocation", self.allocation, ("er", "erk", "uniform"))
         checks.check_min_keep(who, self.min_keep)
+        checks.check_choice(who, "decay", self.decay, ("constant", "cosine"))
 
     def initial_mask(self, params: Any, key: jax.Array, *, base: Any = None) -> Any:
         """A random mask at ``sparsity`` (``base``: which leaves are prunable; default
@@ -173,12 +179,26 @@ class SET:
         if self.end is not None:
             checks.check_within_run(who, "end", self.end, steps, start_step)
             last = self.end
-        return MaskUpdate(self.update, _steps_every(who, self.every, start_step, last))
+        update_at = _steps_every(who, self.every, start_step, last)
+        if self.decay == "constant":
+            return MaskUpdate(self.update, update_at)
+        horizon = float(last - start_step + 1)
+        return MaskUpdate(
+            functools.partial(_set_cosine_update, self, start_step, horizon), update_at
+        )
 
     def update(self, inputs: UpdateInputs) -> Any:
-        """The new mask: drop by ``|w|``, regrow at random (``MaskUpdate.fn``)."""
+        """The new mask: drop by ``|w|``, regrow at random, ζ constant (``MaskUpdate.fn``)."""
+        return self._swap(inputs, self.zeta)
+
+    def _swap(self, inputs: UpdateInputs, zeta) -> Any:
         grow = _random_scores(inputs.key, inputs.mask)
-        return drop_and_grow(inputs.mask, magnitude_scores(inputs.params), grow, self.zeta)
+        return drop_and_grow(inputs.mask, magnitude_scores(inputs.params), grow, zeta)
+
+
+def _set_cosine_update(method: SET, start_step: int, horizon: float, inputs: UpdateInputs) -> Any:
+    zeta_t = schedules.cosine_drop_fraction(method.zeta, horizon)(inputs.step - start_step)
+    return method._swap(inputs, zeta_t)
 
 
 @dataclasses.dataclass(frozen=True)
