@@ -184,6 +184,8 @@ def test_build_method_converts_fractions_to_steps():
     # Updates at t < 0.75·1000: the last allowed step is 749.
     assert build_method(s, 0.8) == sparse.SET(0.8, 100, 0.4, 749, "erk")
     assert build_method(dataclasses.replace(s, end_fraction=1.0), 0.8).end is None
+    cosine = build_method(dataclasses.replace(s, set_decay="cosine"), 0.8)
+    assert cosine == sparse.SET(0.8, 100, 0.4, 749, "erk", decay="cosine")
     assert build_method(SparseTrainConfig(method="dense"), 0.0) is None
 
 

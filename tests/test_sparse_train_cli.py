@@ -132,6 +132,8 @@ BAD = [
     ),
     ("--method granet --allocation er", "--allocation", "no effect with method granet"),
     ("--method gmp --layer-rates output/*=1.2", "--layer-rates", "keep every target"),
+    ("--method rigl --set-decay cosine", "--set-decay", "no effect with method rigl"),
+    ("--method set --set-decay linear", "--set-decay", "constant, cosine"),
     ("--method bogus", "--method", "must be one of gmp, set, rigl"),
     ("--method static --allocation erk2", "--allocation", "must be one of erk, er, uniform"),
     ("--method gmp --gmp-schedule linear", "--gmp-schedule", "cubic, one_shot, constant"),

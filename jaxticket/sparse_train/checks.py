@@ -33,11 +33,11 @@ def used_fields(c: SparseTrainConfig) -> set[str]:
     uses = {
         "dense": set(),
         "static": {"sparsities", "allocation", "min_keep"},
-        "set": {"sparsities", "every", "zeta", "end_fraction", "allocation", "min_keep"},
+        "rigl": {"sparsities", "every", "zeta", "end_fraction", "allocation", "min_keep"},
         "granet": {"sparsities", "every", "granet_zeta", "prune_start", "prune_end"},
         "gmp": {"sparsities", "prune_start", "prune_allocation", "gmp_schedule", "min_keep"},
     }
-    uses["rigl"] = uses["set"]
+    uses["set"] = uses["rigl"] | {"set_decay"}
     used = set(uses[c.method])
     if c.method == "granet":
         used |= {"initial_sparsity", "min_keep"} | ({"allocation"} if c.initial_sparsity else set())
@@ -53,6 +53,7 @@ METHOD_FIELDS = (
     "every",
     "zeta",
     "granet_zeta",
+    "set_decay",
     "end_fraction",
     "prune_start",
     "prune_end",
@@ -170,6 +171,7 @@ def check_method(c: SparseTrainConfig) -> None:
     _choice(c, "allocation", ALLOCATIONS)
     _choice(c, "prune_allocation", ("layerwise", "global"))
     _choice(c, "gmp_schedule", GMP_SCHEDULES)
+    _choice(c, "set_decay", ("constant", "cosine"))
     _check(
         0 <= _resolved(c.initial_sparsity) < RATE_RESOLUTION,
         "initial_sparsity",

@@ -69,6 +69,10 @@ class SparseTrainConfig(WorkflowConfig):
         "granet: initial regeneration fraction ζ (0.5, the paper's), decaying by cosine over "
         "training",
     )
+    set_decay: str = field(
+        "constant",
+        "set: constant ζ (Mocanu et al.) or cosine (RigL's decay, for a same-schedule comparison)",
+    )
     end_fraction: float = field(
         0.75, "set, rigl: mask updates stop at this fraction of training, in (0, 1]"
     )
@@ -142,7 +146,9 @@ def build_method(c: SparseTrainConfig, sparsity: float):
         if c.method == "rigl":
             return sparse.RigL(sparsity, c.every, c.zeta, c.end_fraction, c.allocation, c.min_keep)
         end = None if c.end_fraction == 1.0 else c.last_update()
-        return sparse.SET(sparsity, c.every, c.zeta, end, c.allocation, c.min_keep)
+        return sparse.SET(
+            sparsity, c.every, c.zeta, end, c.allocation, c.min_keep, decay=c.set_decay
+        )
     start, end = c.schedule_span()
     if c.method == "granet":
         return sparse.GraNet(
