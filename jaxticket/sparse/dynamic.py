@@ -180,25 +180,19 @@ class SET:
             checks.check_within_run(who, "end", self.end, steps, start_step)
             last = self.end
         update_at = _steps_every(who, self.every, start_step, last)
-        if self.decay == "constant":
-            return MaskUpdate(self.update, update_at)
-        horizon = float(last - start_step + 1)
-        return MaskUpdate(
-            functools.partial(_set_cosine_update, self, start_step, horizon), update_at
-        )
-
-    def update(self, inputs: UpdateInputs) -> Any:
-        """The new mask: drop by ``|w|``, regrow at random, ζ constant (``MaskUpdate.fn``)."""
-        return self._swap(inputs, self.zeta)
-
-    def _swap(self, inputs: UpdateInputs, zeta) -> Any:
-        grow = _random_scores(inputs.key, inputs.mask)
-        return drop_and_grow(inputs.mask, magnitude_scores(inputs.params), grow, zeta)
+        # The update reads only ζ (and its decay): runs at other target sparsities share
+        # one compiled program.
+        horizon = None if self.decay == "constant" else float(last - start_step + 1)
+        return MaskUpdate(functools.partial(_set_update, self.zeta, start_step, horizon), update_at)
 
 
-def _set_cosine_update(method: SET, start_step: int, horizon: float, inputs: UpdateInputs) -> Any:
-    zeta_t = schedules.cosine_drop_fraction(method.zeta, horizon)(inputs.step - start_step)
-    return method._swap(inputs, zeta_t)
+def _set_update(zeta: float, start_step: int, horizon, inputs: UpdateInputs) -> Any:
+    """SET's new mask (``MaskUpdate.fn``): drop by ``|w|``, regrow at random, with ζ
+    constant (``horizon`` None) or cosine-decayed over ``horizon`` steps."""
+    if horizon is not None:
+        zeta = schedules.cosine_drop_fraction(zeta, horizon)(inputs.step - start_step)
+    grow = _random_scores(inputs.key, inputs.mask)
+    return drop_and_grow(inputs.mask, magnitude_scores(inputs.params), grow, zeta)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +249,8 @@ class RigL:
         t_end = float(self.end_fraction) * steps
         last = start_step + math.ceil(t_end) - 1  # the last t with t - start_step < T_end
         update_at = _steps_every(who, self.every, start_step, last)
-        fn = functools.partial(_rigl_update, self, start_step, t_end)
+        # Only ζ and the horizon enter the update: every target sparsity shares a program.
+        fn = functools.partial(_rigl_update, self.zeta, start_step, t_end)
         return MaskUpdate(fn, update_at, needs_grad=True)
 
     def drop_fraction(self, t_end: float) -> Any:
@@ -263,8 +258,8 @@ class RigL:
         return schedules.cosine_drop_fraction(self.zeta, t_end)
 
 
-def _rigl_update(method: RigL, start_step: int, t_end: float, inputs: UpdateInputs) -> Any:
+def _rigl_update(zeta: float, start_step: int, t_end: float, inputs: UpdateInputs) -> Any:
     checks.check_grad("RigL", inputs.grad, inputs.mask)
-    zeta_t = method.drop_fraction(t_end)(inputs.step - start_step)
+    zeta_t = schedules.cosine_drop_fraction(zeta, t_end)(inputs.step - start_step)
     grow = magnitude_scores(inputs.grad)
     return drop_and_grow(inputs.mask, magnitude_scores(inputs.params), grow, zeta_t)
