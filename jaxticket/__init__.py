@@ -49,6 +49,11 @@ Workflows (``jaxticket.lottery``)
   ``LotteryConfig``, ``run_lottery``; ``jaxticket.lottery.ConfigError`` (a bad config, named
   field), ``StorageError`` / ``RunDirectoryBusyError`` (the run directory cannot be written,
   or another process holds it), ``BrokenLevelWarning`` (a damaged or edited level, recomputed).
+Workflows (``jaxticket.sparse_train``)
+  ``SparseTrainConfig``, ``run_sparse_training``: one sparse-training method at several
+  target sparsities, seeds vmapped, resumable (``jaxticket sparse-train``); its
+  ``report`` (table) and ``plots`` (accuracy against sparsity with seed bands, sparsity
+  over training).
 Workflow layer (``jaxticket.workflow``)
   What every workflow is built on: ``WorkflowConfig`` (a frozen dataclass whose fields
   generate CLI flags and the digest naming the run directory), ``run_workflow`` (the
@@ -71,7 +76,7 @@ Example::
                                    steps=2000, batch_size=60, eval_every=500)
 """
 
-from jaxticket import data, lottery, models, pruning, sparse, train, workflow
+from jaxticket import data, lottery, models, pruning, sparse, sparse_train, train, workflow
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
 from jaxticket.masks import (
@@ -118,6 +123,7 @@ from jaxticket.pruning import (
     weighted_sum,
 )
 from jaxticket.regrow import regrow, reset_optimizer_state
+from jaxticket.sparse_train import SparseTrainConfig, run_sparse_training
 from jaxticket.train import (
     DivergenceWarning,
     MaskUpdate,
@@ -181,10 +187,13 @@ __all__ = [
     "reset_optimizer_state",
     "restrict_to_alive",
     "run_lottery",
+    "run_sparse_training",
     "seed_mesh",
     "snip",
     "snip_pruner",
+    "SparseTrainConfig",
     "sparse",
+    "sparse_train",
     "sparsity",
     "sparsity_by_leaf",
     "topk_mask",

@@ -16,6 +16,9 @@ Example::
     print(format_table(summarize(records)))
 """
 
+import importlib
+
+from jaxticket.sparse_train import config, report, run
 from jaxticket.sparse_train.config import METHODS, SparseTrainConfig, build_method
 from jaxticket.sparse_train.run import SPARSE_TRAIN, PhaseState, run_sparse_training
 
@@ -25,5 +28,16 @@ __all__ = [
     "PhaseState",
     "SparseTrainConfig",
     "build_method",
+    "config",
+    "plots",
+    "report",
+    "run",
     "run_sparse_training",
 ]
+
+
+def __getattr__(name: str):
+    # plots pulls in matplotlib (slow to import); load it when first asked for.
+    if name == "plots":
+        return importlib.import_module("jaxticket.sparse_train.plots")
+    raise AttributeError(f"module 'jaxticket.sparse_train' has no attribute {name!r}")
