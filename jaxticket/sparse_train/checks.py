@@ -11,14 +11,10 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
-from jaxticket.lottery.config_checks import (
-    OPTIMIZERS,
-    RATE_RESOLUTION,
-    SCHEDULES,
-    SEED_LIMIT,
-    STEP_LIMIT,
-)
-from jaxticket.workflow.config import ConfigError
+from jaxticket.workflow.training import RATE_RESOLUTION, check_training_settings
+from jaxticket.workflow.training import require as _check
+from jaxticket.workflow.training import require_one_of as _choice
+from jaxticket.workflow.training import resolved_rate as _resolved
 
 if TYPE_CHECKING:
     from jaxticket.sparse_train.config import SparseTrainConfig
@@ -66,50 +62,10 @@ METHOD_FIELDS = (
 )
 
 
-def _check(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(name, message)
-
-
-def _resolved(rate: float) -> int:
-    return round(rate * RATE_RESOLUTION) if math.isfinite(rate) else -1
-
-
-def _choice(c, name: str, valid) -> None:
-    value = getattr(c, name)
-    _check(value in valid, name, f"{name} must be one of {', '.join(valid)}, got {value!r}")
-
-
 def check_training(c: SparseTrainConfig) -> None:
-    """The training settings shared with the lottery workflow, and the model's widths."""
-    _check(c.seeds >= 1, "seeds", f"seeds must be >= 1, got {c.seeds}")
-    _check(1 <= c.steps <= STEP_LIMIT, "steps", f"steps must be in [1, 2**31 - 1], got {c.steps}")
-    _check(c.batch_size >= 1, "batch_size", f"batch_size must be >= 1, got {c.batch_size}")
-    _check(
-        math.isfinite(c.learning_rate) and c.learning_rate > 0,
-        "learning_rate",
-        f"learning_rate must be finite and > 0, got {c.learning_rate}",
-    )
-    _choice(c, "optimizer", OPTIMIZERS)
-    _choice(c, "schedule", SCHEDULES)
-    _check(
-        math.isfinite(c.weight_decay) and c.weight_decay >= 0,
-        "weight_decay",
-        f"weight_decay must be finite and >= 0, got {c.weight_decay}",
-    )
-    _check(
-        c.weight_decay == 0 or c.optimizer != "adam",
-        "weight_decay",
-        f"weight_decay {c.weight_decay} with optimizer adam would be ignored; use adamw",
-    )
-    _check(
-        1 <= c.eval_every <= c.steps,
-        "eval_every",
-        f"eval_every must be in [1, steps={c.steps}], got {c.eval_every}",
-    )
-    _check(c.val_size >= 1, "val_size", f"val_size must be >= 1, got {c.val_size}")
-    _check(0 <= c.seed < SEED_LIMIT, "seed", f"seed must be in [0, 2**32), got {c.seed}")
-    _check(c.min_keep >= 0, "min_keep", f"min_keep must be >= 0, got {c.min_keep}")
+    """The training settings shared with every workflow (``check_training_settings``), and
+    the model's widths."""
+    check_training_settings(c)
     _check(
         not c.hidden or c.model == "mlp",
         "hidden",
