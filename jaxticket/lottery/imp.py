@@ -24,7 +24,6 @@ A level leaves a ``LevelState``; each variant starts from a ``Start``.
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Any
 
 import jax
@@ -39,11 +38,17 @@ from jaxticket.lottery.optimizer import make_optimizer
 from jaxticket.lottery.state import LevelState, Start, concat, seed_slice, stack_seeds
 from jaxticket.masks import dense_mask
 from jaxticket.pruning import criteria, layerwise, magnitude_pruner, make_pruner
-from jaxticket.train import DivergenceWarning, train_seeds
-from jaxticket.train.runner import init_seeds, seed_mesh
+from jaxticket.train import train_seeds
+from jaxticket.train.runner import init_seeds
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_identity, run_workflow
 from jaxticket.workflow.store import RunStore, flatten_tree, unflatten_into
+from jaxticket.workflow.training import (
+    resolve_devices,
+    seed_keys,
+    stream_key,
+    train_on_devices,
+)
 
 __all__ = ["LOTTERY", "Experiment", "LevelState", "Start", "run_identity", "run_lottery"]
 
@@ -100,9 +105,7 @@ class Experiment:
 
     def __init__(self, config: LotteryConfig, devices=None):
         self.config = c = config
-        self.devices = tuple(jax.devices() if devices is None else devices)
-        if not self.devices:
-            raise ValueError("run_lottery: devices is empty; pass at least one device")
+        self.devices = resolve_devices(devices, "run_lottery")
         data = data_lib.load(c.dataset)
         self.model = _model(c.model, tuple(data.input_shape), data.num_classes)
         params, model_state = jax.eval_shape(self.model.init, jax.random.key(0))
@@ -110,15 +113,10 @@ class Experiment:
         self.state_template = model_state
         check_fits(c, data, dense_mask(params))
         self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
-        base = jax.random.key(c.seed)
-        seeds = jnp.arange(c.seeds)
-        self.init_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, 0), s))(
-            seeds
-        )
-        self.data_keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(base, 1), s))(
-            seeds
-        )
-        self.control_key = jax.random.fold_in(base, 2)
+        # Key streams of config.seed: 0 inits, 1 data order (per seed), 2 the controls.
+        self.init_keys = seed_keys(c.seed, 0, c.seeds)
+        self.data_keys = seed_keys(c.seed, 1, c.seeds)
+        self.control_key = stream_key(c.seed, 2)
         self.pruner, self.one_shot_pruner = _pruners(c)
         # One jitted batched init per run: a fresh jax.jit(jax.vmap(...)) at every call
         # would miss jit's cache and recompile at every level.
@@ -204,27 +202,21 @@ class Experiment:
     def _train(self, optimizer, data_keys, **kwargs):
         """Trains the stacked runs (params given), spread over ``self.devices``; the
         result comes back to the host as NumPy arrays."""
-        devices = self.devices[: data_keys.shape[0]]
-        mesh = seed_mesh(devices) if len(devices) > 1 else None
         c = self.config
-        with warnings.catch_warnings():
-            # run_lottery warns naming level, variant and seed (the engine's warning
-            # would name positions in the level's batch of runs).
-            warnings.simplefilter("ignore", DivergenceWarning)
-            result = train_seeds(
-                self.model,
-                self.data,
-                optimizer,
-                init_keys=data_keys,
-                data_keys=data_keys,
-                batch_size=c.batch_size,
-                eval_every=c.eval_every,
-                mesh=mesh,
-                **kwargs,
-            )
-        # Level state lives on the host: it is checkpointed anyway, and slicing or
-        # stacking it there costs no compilation (each eager JAX op compiles per shape).
-        return jax.device_get(result)
+        # run_lottery warns naming level, variant and seed (the engine's warning would
+        # name positions in the level's batch of runs).
+        return train_on_devices(
+            train_seeds,
+            self.model,
+            self.data,
+            optimizer,
+            self.devices,
+            init_keys=data_keys,
+            data_keys=data_keys,
+            batch_size=c.batch_size,
+            eval_every=c.eval_every,
+            **kwargs,
+        )
 
     def _starts(self, prev: LevelState, mask, level: int) -> dict[str, Start]:
         """Where each variant starts (each stacked over seeds), by variant name."""

@@ -13,27 +13,25 @@ sparsities of a run differ in their target only).
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxticket import data as data_lib
 from jaxticket import models as models_lib
-from jaxticket.lottery.config_checks import check_fits
 from jaxticket.lottery.optimizer import make_optimizer
 from jaxticket.lottery.state import stack_seeds
-from jaxticket.lottery.store import RunStore, flatten_tree, unflatten_into
 from jaxticket.masks import dense_mask
 from jaxticket.optim import get_mask
 from jaxticket.sparse_train.config import SparseTrainConfig, build_method
-from jaxticket.train import DivergenceWarning, train_seeds
-from jaxticket.train.runner import init_seeds, seed_mesh
+from jaxticket.train import train_seeds
+from jaxticket.train.runner import init_seeds
 from jaxticket.workflow.config import ConfigError
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_workflow
+from jaxticket.workflow.store import RunStore, flatten_tree, unflatten_into
+from jaxticket.workflow.training import check_fits, resolve_devices, seed_keys, train_on_devices
 
 __all__ = ["SPARSE_TRAIN", "PhaseState", "SparseTrainer", "run_sparse_training"]
 
@@ -99,9 +97,7 @@ class SparseTrainer:
 
     def __init__(self, config: SparseTrainConfig, devices=None):
         self.config = c = config
-        self.devices = tuple(jax.devices() if devices is None else devices)
-        if not self.devices:
-            raise ValueError("run_sparse_training: devices is empty; pass at least one device")
+        self.devices = resolve_devices(devices, "run_sparse_training")
         if c.model not in models_lib.names():
             valid = ", ".join(models_lib.names())
             raise ConfigError("model", f"unknown model {c.model!r}; valid: {valid}")
@@ -114,9 +110,10 @@ class SparseTrainer:
         self.template = params
         check_fits(c, data, dense_mask(params))
         self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
-        base = jax.random.key(c.seed)
+        # Key streams of config.seed, as in the lottery workflow: 0 inits, 1 data order,
+        # 2 the starting masks.
         self.init_keys, self.data_keys, self.mask_keys = (
-            _seed_keys(jax.random.fold_in(base, stream), c.seeds) for stream in range(3)
+            seed_keys(c.seed, stream, c.seeds) for stream in range(3)
         )
         self.init_batch = init_seeds(self.model)
 
@@ -136,37 +133,31 @@ class SparseTrainer:
             for s in range(c.seeds):
                 method.check_start(jax.tree.map(lambda x, s=s: x[s], mask))
             update = method.mask_update(c.steps)
-        with warnings.catch_warnings():
-            # The workflow warns naming the phase and seed (the engine would name positions).
-            warnings.simplefilter("ignore", DivergenceWarning)
-            result = train_seeds(
-                self.model,
-                self.data,
-                make_optimizer(c),
-                init_keys=self.init_keys,
-                data_keys=self.data_keys,
-                steps=c.steps,
-                batch_size=c.batch_size,
-                eval_every=c.eval_every,
-                params=params,
-                model_state=model_state,
-                mask=mask,
-                mask_per_seed=mask is not None,
-                mask_update=update,
-                mesh=self._mesh(),
-                show_progress=show_progress,
-            )
-        result = jax.device_get(result)
+        # The workflow warns naming the phase and seed (the engine would name positions).
+        result = train_on_devices(
+            train_seeds,
+            self.model,
+            self.data,
+            make_optimizer(c),
+            self.devices,
+            init_keys=self.init_keys,
+            data_keys=self.data_keys,
+            steps=c.steps,
+            batch_size=c.batch_size,
+            eval_every=c.eval_every,
+            params=params,
+            model_state=model_state,
+            mask=mask,
+            mask_per_seed=mask is not None,
+            mask_update=update,
+            show_progress=show_progress,
+        )
         if method is None:  # dense: the engine trains without a mask
             final = stack_seeds(dense_mask(self.template), c.seeds)
         else:
             final = jax.tree.map(np.asarray, get_mask(result.opt_state))
         records = phase_records(result, final, c, phase, target)
         return PhaseState(jax.tree.map(np.asarray, result.params), final), records
-
-    def _mesh(self):
-        devices = self.devices[: self.config.seeds]
-        return seed_mesh(devices) if len(devices) > 1 else None
 
     def pack(self, state: PhaseState) -> dict[str, Any]:
         """The state as flat named arrays (``"params/<leaf>"``, ``"mask/<leaf>"``)."""
@@ -194,10 +185,6 @@ def phase_records(result, mask, c: SparseTrainConfig, phase: int, target: float)
         if "sparsity" not in r["history"]:  # a fixed mask: its sparsity at every evaluation
             r["history"]["sparsity"] = [r["final_sparsity"]] * len(r["history"]["step"])
     return records
-
-
-def _seed_keys(key: jax.Array, seeds: int) -> jax.Array:
-    return jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(seeds))
 
 
 @functools.lru_cache(maxsize=32)
