@@ -1,8 +1,10 @@
 """Checks of a ``LotteryConfig``: each field coerced to its type (``coerce_field``, from
 ``jaxticket.workflow.config``, which coerces every workflow config by its type hints), the
 ranges and combinations of the whole config (``check_ranges``, run when it is built) and
-the checks that need the model and the data (``check_fits``, run before level 0). A bad
-value raises :class:`ConfigError`, one line naming the field and the valid range.
+the checks that need the model and the data (``check_fits``, run before level 0). The
+training settings every workflow shares, and ``check_fits``, live in
+``jaxticket.workflow.training``. A bad value raises :class:`ConfigError`, one line naming
+the field and the valid range.
 ``jaxticket.lottery.config`` re-exports the public names.
 """
 
