@@ -49,7 +49,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxticket.pruning.topk_exact import _KEY_INF, _KEY_LO, _exact_mask, _sorted_mask, rank_keys
+from jaxticket.pruning.topk_exact import (
+    _KEY_INF,
+    _KEY_LO,
+    _exact_mask,
+    _radix_mask,
+    _sorted_mask,
+    rank_keys,
+)
 from jaxticket.pruning.topk_rows import _ROW, _rows
 from jaxticket.pruning.topk_search import (
     _UNKNOWN,
@@ -62,7 +69,9 @@ from jaxticket.pruning.topk_search import (
 
 __all__ = ["rank_keys", "topk_mask"]
 
-_SORT_BELOW = 65536  # up to this many entries in all, a plain sort is faster to run and compile
+# Up to this many entries in all, a radix selection of the integer keys (float32) or a
+# stable sort (float64) is faster to run and to compile than the float search.
+_SORT_BELOW = 65536
 _MAX_ENTRIES = 2**31 - 2  # int32 counts, and positions one past a leaf's end
 
 
@@ -111,7 +120,8 @@ def _topk_mask(scores, alive, k, sort_below):
     s_list = [scores[i].astype(jnp.float64 if wide else jnp.float32) for i in used]
     a_list = [alive[i] for i in used]
     if wide or sum(s.size for s in s_list) <= sort_below:
-        for i, m in zip(used, _sorted_mask(s_list, a_list, k), strict=True):
+        small = _sorted_mask if wide else _radix_mask
+        for i, m in zip(used, small(s_list, a_list, k), strict=True):
             out[i] = m
         return out
     # One pass folds ``alive`` into the scores (dead -> -inf, NaN -> _LOWEST) so that every
