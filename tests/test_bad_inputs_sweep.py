@@ -284,8 +284,9 @@ def test_plot_axis_of_a_collapsed_level_warns_nothing():
     # A level at 0 % remaining (min_keep=0 and full collapse) once made matplotlib warn
     # "non-positive xlim on a log-scaled axis" and drop the axis limits.
     from jaxticket.lottery import plots
+    from jaxticket.workflow.plots import new_figure
 
-    _, ax = plots._new_figure()
+    _, ax = new_figure()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plots._log_remaining_axis(ax, [100.0, 80.2, 0.0])
