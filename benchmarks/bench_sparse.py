@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--topk-search",
         action="store_true",
-        help="probe: route every top-k through the counting search instead of the sort "
-        "(sets jaxticket.pruning.topk._SORT_BELOW = 0 in this process)",
+        help="probe: route every top-k through the float counting search instead of the "
+        "small-input path (radix selection; sets jaxticket.pruning.topk._SORT_BELOW = 0 in "
+        "this process)",
     )
     parser.add_argument("--no-count", action="store_true", help="skip the loss-evaluation count")
     parser.add_argument("--quick", action="store_true", help="short run: 600 steps, 3 reps")
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"top-k path: {'counting search (probe)' if args.topk_search else 'library default'}"
-        f" (sort below {topk_lib._SORT_BELOW} entries)\n"
+        f" (radix selection up to {topk_lib._SORT_BELOW} entries)\n"
     )
     configs = make_configs(model, args)
     profile_updates(model, data, configs)
