@@ -95,7 +95,7 @@ GMP_CASES = [
 ]
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(case=st.integers(0, len(GMP_CASES) - 1), seed=st.integers(0, 2**16))
 def test_gmp_sparsity_equals_target_count_at_every_update(case, seed):
     method = GMP_CASES[case]
@@ -166,7 +166,7 @@ def drop_count(zeta, n):
     return big * n // 1_000_000
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(case=st.integers(0, 1), seed=st.integers(0, 2**16), key=st.integers(0, 2**16))
 def test_set_keeps_alive_counts_and_drops_smallest(case, seed, key):
     method = SET_CASES[case]
@@ -187,7 +187,7 @@ def test_set_keeps_alive_counts_and_drops_smallest(case, seed, key):
     assert all(np.array_equal(a, b) for a, b in zip(flat(again).values(), m1.values(), strict=True))
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(case=st.integers(0, 1), seed=st.integers(0, 2**16))
 def test_rigl_grows_exactly_the_largest_gradients(case, seed):
     method = RIGL_CASES[case]
@@ -234,7 +234,7 @@ GRANET_CASES = [
 ]
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(case=st.integers(0, 1), seed=st.integers(0, 2**16))
 def test_granet_sparsity_equals_target_and_regrowth_keeps_counts(case, seed):
     method = GRANET_CASES[case]
