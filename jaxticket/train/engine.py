@@ -101,14 +101,10 @@ def make_train_fn(
         ``f"{split}_{name}"`` (default ``{"accuracy": jaxticket.train.accuracy}``;
         ``{}`` records none). Evaluation averages each function over the split
         exactly, example by example (``jaxticket.train.evaluate``).
-      mask_update: a :class:`~jaxticket.train.mask_update.MaskUpdate`: the mask changes
-        inside the run at its steps (sparse training: GMP, SET, RigL...). The segment
-        table is cut there, so other steps stay plain masked steps; the update's function
-        sees params, optimizer state, mask, step, a key and, when it asks, the dense
-        gradient on a fresh minibatch; the engine then swaps the mask with
-        :func:`jaxticket.regrow` (regrown weights start at exactly 0 with fresh optimizer
-        state). ``history`` gains ``"sparsity"`` and the result ``mask_updates``. With
-        ``mask=None`` the run starts from ``dense_mask(params)``.
+      mask_update: a :class:`~jaxticket.train.mask_update.MaskUpdate` (sparse training):
+        the mask changes inside the run at its steps, then :func:`jaxticket.regrow` swaps
+        it in (see ``jaxticket.train.mask_update``). ``history`` gains ``"sparsity"``,
+        the result ``mask_updates``; ``mask=None`` starts from ``dense_mask(params)``.
 
     Returns:
       A pure, jittable and vmappable function returning a :class:`TrainResult`: one
