@@ -1,6 +1,5 @@
-"""On-disk run store: one directory per experiment config, one checkpoint per level.
-
-Layout of ``root/<name>-<digest[:12]>/``::
+"""On-disk run store of every workflow: one directory per config, one checkpoint per phase
+(an IMP level, a sparse-training target: "level" below). ``root/<name>-<digest[:12]>/``::
 
     config.json        {"name", "digest", "config"}; digest = sha256 of the canonical config
     checkpoints/<L>/   orbax checkpoint of level L's arrays (finalized by an atomic rename)
@@ -9,10 +8,9 @@ Layout of ``root/<name>-<digest[:12]>/``::
     broken/            records of levels found corrupt, moved aside for inspection
     .lock              the lock a running process holds (``RunStore.locked``)
 
-A level is finished only when its ``level_LL.json`` exists; that file is written last, by an
-atomic rename, after orbax has finalized the checkpoint. A process killed at any moment thus
-leaves either a finished level or no ``level_LL.json`` (orbax ignores its unfinalized
-``<L>.orbax-checkpoint-tmp*`` directories; saving level L again removes them).
+A level is finished only when its ``level_LL.json`` exists, written last by an atomic
+rename after orbax has finalized the checkpoint: a killed process leaves a finished level or
+none (orbax ignores unfinalized ``<L>.orbax-checkpoint-tmp*`` directories; saving removes them).
 
 ``level_LL.json`` is sealed by a sha256 ``digest`` over its level number, the run's config
 digest, the records (canonical JSON), the arrays' digest and the size and sha256 of every
