@@ -13,9 +13,12 @@ Masks
   ``mask_or``, ``mask_not``, ``jaccard``, ``hamming``, ``default_prunable``;
   ``collapsed_leaves`` (prunable leaves left with no weight) and ``LayerCollapseWarning``.
 Pruning (also ``jaxticket.pruning``)
-  criteria ``magnitude``, ``random``, ``snip``, ``weighted_sum``, ``restrict_to_alive``,
-  ``override``; allocations ``global_``, ``layerwise`` (``exact_total=True`` meets a total
-  with relative per-layer rates), ``erk``, ``er``; selections ``unstructured``, ``n_m``,
+  criteria ``magnitude``, ``random``, ``snip``, ``grasp`` (GraSP's ``w ⊙ Hg`` by
+  forward-over-reverse autodiff; ``grasp_loss`` adds the temperature), ``synflow`` (data-free
+  path scores), ``weighted_sum``, ``restrict_to_alive``, ``override``; ``synflow_prune``
+  (SynFlow's iterative rounds, one jitted program), ``grasp_pruner``; allocations
+  ``global_``, ``layerwise`` (``exact_total=True`` meets a total with relative per-layer
+  rates), ``erk``, ``er``; selections ``unstructured``, ``n_m``,
   ``neurons``; ``Pruner``, ``make_pruner``, ``magnitude_pruner``, ``random_pruner``,
   ``snip_pruner``, ``prune``, ``topk_mask``, ``count_nonfinite``. Every pruner keeps at
   least ``min_keep=1`` unit per prunable leaf (no silent layer collapse; 0 allows it), and

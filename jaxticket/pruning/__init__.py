@@ -21,6 +21,7 @@ from jaxticket.pruning.criteria import (
     snip,
     weighted_sum,
 )
+from jaxticket.pruning.grasp import grasp, grasp_loss, grasp_pruner
 from jaxticket.pruning.layerwise import Layerwise, layerwise
 from jaxticket.pruning.match_counts import CountsPruner, leaf_counts, match_counts
 from jaxticket.pruning.pruner import (
@@ -32,9 +33,13 @@ from jaxticket.pruning.pruner import (
     snip_pruner,
 )
 from jaxticket.pruning.selection import Selection, TopK, n_m, neurons, unstructured
+from jaxticket.pruning.synflow import synflow, synflow_prune
 from jaxticket.pruning.topk import topk_mask
 
 __all__ = [
+    "grasp",
+    "grasp_loss",
+    "grasp_pruner",
     "Allocation",
     "CountsPruner",
     "Criterion",
@@ -66,6 +71,8 @@ __all__ = [
     "restrict_to_alive",
     "snip",
     "snip_pruner",
+    "synflow",
+    "synflow_prune",
     "topk_mask",
     "unstructured",
     "weighted_sum",
