@@ -288,3 +288,23 @@ def test_a_batchnorm_model_in_eval_mode():
     np.testing.assert_allclose(np.asarray(scores["l2"]["kernel"]), want, rtol=1e-5)
     mask = synflow_prune(apply_fn, model.input_shape, params, dense_mask(params), 0.75, rounds=4)
     assert sum(int(np.sum(m)) for m in jax.tree.leaves(mask)) == 30 - np_pruned_count(0.75, 30)
+
+
+def test_an_equal_fresh_apply_fn_reuses_the_compiled_loop():
+    # The compiled loop is keyed by the apply_fn's value, not its identity: a notebook
+    # cell that builds a new, equal lambda must not compile again.
+    from compile_probes import count_compiles
+
+    params = make_params(21)
+    mask = dense_mask(params)
+
+    def prune():
+        fresh = lambda p, x: mlp(p, x)  # noqa: E731 (a new object each call)
+        return synflow_prune(fresh, (3,), params, mask, 0.5, rounds=4)
+
+    first = prune()
+    with count_compiles() as compiles:
+        again = prune()
+    assert compiles[0] == 0
+    for k in LAYERS:
+        np.testing.assert_array_equal(np.asarray(first[k]["w"]), np.asarray(again[k]["w"]))

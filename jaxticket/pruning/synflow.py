@@ -12,7 +12,8 @@ eval mode (BatchNorm with its running statistics, as the paper does)::
 
 ``synflow_prune`` runs the paper's iterative procedure (100 rounds, density
 ``(1 - sparsity)^(k/rounds)`` after round k) as one ``lax.fori_loop`` in one compiled
-program; pass the same ``apply_fn`` object to reuse that program.
+program, cached by value (``jaxticket.train.cache_key``): an equal ``apply_fn`` (a fresh
+lambda with the same code and closure) reuses it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from jaxticket.pruning import allocation as alloc
 from jaxticket.pruning import criteria
 from jaxticket.pruning.pruner import make_pruner
 from jaxticket.pruning.pruner_checks import _warn_collapsed
+from jaxticket.train.cache_key import ByValue
 
 Params = Any
 Mask = Any
@@ -102,8 +104,8 @@ def synflow_prune(
     under ``jax.jit`` and ``jax.vmap`` (e.g. per-seed params); ``sparsity`` may be traced.
 
     Args:
-      apply_fn: ``apply_fn(params, x) -> output array`` (see the module docstring); must be
-        hashable (functions are, by identity: reuse one object to reuse the compilation).
+      apply_fn: ``apply_fn(params, x) -> output array`` (see the module docstring); the
+        compiled loop is keyed by its value (``jaxticket.train.cache_key.fingerprint``).
       input_shape: the shape of one example.
       params: the parameter pytree.
       mask: the starting mask (``jaxticket.dense_mask(params)``).
@@ -135,7 +137,7 @@ def synflow_prune(
         params,
         mask,
         jnp.asarray(sparsity, jnp.float32),
-        apply_fn=apply_fn,
+        apply_fn=ByValue(apply_fn),
         input_shape=input_shape,
         rounds=int(rounds),
         allocation=allocation,
@@ -150,7 +152,7 @@ def synflow_prune(
     jax.jit, static_argnames=("apply_fn", "input_shape", "rounds", "allocation", "min_keep")
 )
 def _prune_loop(params, mask, sparsity, *, apply_fn, input_shape, rounds, allocation, min_keep):
-    pruner = make_pruner(synflow(apply_fn, input_shape), allocation, min_keep=min_keep)
+    pruner = make_pruner(synflow(apply_fn.value, input_shape), allocation, min_keep=min_keep)
     density = 1.0 - sparsity
 
     def body(k, m):
