@@ -52,6 +52,11 @@ Workflows (``jaxticket.lottery``)
   ``LotteryConfig``, ``run_lottery``; ``jaxticket.lottery.ConfigError`` (a bad config, named
   field), ``StorageError`` / ``RunDirectoryBusyError`` (the run directory cannot be written,
   or another process holds it), ``BrokenLevelWarning`` (a damaged or edited level, recomputed).
+Pruning at initialization (``jaxticket.at_init``)
+  ``SNIP`` (one-shot or iterative), ``GraSP``, ``SynFlow``, ``RandomInit`` (ERK / ER /
+  uniform), ``MagnitudeInit``: frozen dataclasses with ``mask(model, params, model_state,
+  data, key, sparsity)``, ``inverted=True`` for score inversion; ``get(name)``; sanity
+  checks ``layerwise_shuffle``, ``invert_scores``, ``reinit``.
 Workflows (``jaxticket.sparse_train``)
   ``SparseTrainConfig``, ``run_sparse_training``: one sparse-training method at several
   target sparsities, seeds vmapped, resumable (``jaxticket sparse-train``); its
@@ -79,7 +84,7 @@ Example::
                                    steps=2000, batch_size=60, eval_every=500)
 """
 
-from jaxticket import data, lottery, models, pruning, sparse, sparse_train, train, workflow
+from jaxticket import at_init, data, lottery, models, pruning, sparse, sparse_train, train, workflow
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
 from jaxticket.masks import (
@@ -153,6 +158,7 @@ __all__ = [
     "UpdateOutput",
     "alive_by_leaf",
     "apply_mask",
+    "at_init",
     "collapsed_leaves",
     "count_alive",
     "count_nonfinite",
