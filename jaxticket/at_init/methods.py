@@ -41,6 +41,7 @@ from jaxticket.pruning import criteria
 from jaxticket.pruning.grasp import grasp, grasp_loss
 from jaxticket.pruning.pruner import make_pruner
 from jaxticket.pruning.pruner_checks import _warn_collapsed
+from jaxticket.pruning.rounds import prune_in_rounds
 from jaxticket.pruning.synflow import synflow, synflow_prune
 from jaxticket.sparse.static import random_mask
 
@@ -67,13 +68,19 @@ def draw_batch(data: Any, key: jax.Array, batch_size: int) -> tuple[jax.Array, j
     Raises:
       ValueError: ``data`` has no training split, or fewer than ``batch_size`` examples.
     """
+    n = _check_batch(data, batch_size)
+    idx = jax.random.permutation(key, n)[:batch_size]
+    return jnp.asarray(data.x_train)[idx], jnp.asarray(data.y_train)[idx]
+
+
+def _check_batch(data: Any, batch_size: int) -> int:
+    """The number of training examples, after checking a batch of ``batch_size`` fits."""
     if data is None or getattr(data, "x_train", None) is None:
         raise ValueError("at_init: this method needs data= (a jaxticket Dataset) for its batch")
     n = int(jnp.shape(data.y_train)[0])
     if batch_size > n:
         raise ValueError(f"at_init: batch_size={batch_size} exceeds the {n} training examples")
-    idx = jax.random.permutation(key, n)[:batch_size]
-    return jnp.asarray(data.x_train)[idx], jnp.asarray(data.y_train)[idx]
+    return n
 
 
 def negated(criterion: criteria.Criterion) -> criteria.Criterion:
@@ -99,7 +106,7 @@ class _Method:
         who = type(self).__name__
         alloc.check_rate("sparsity", sparsity, where=f"{who}.mask")
         if getattr(self, "batch_size", None) is not None:
-            draw_batch(data, jax.random.key(0), self.batch_size)  # checks only (eagerly)
+            _check_batch(data, self.batch_size)  # before compiling
         else:
             data = None  # data-free: keep it out of the compiled program
         result = _compiled_mask(
@@ -130,18 +137,6 @@ def _train_apply(model, model_state, dropout_key):
 
 def _eval_apply(model, model_state):
     return lambda p, x: model.apply(p, model_state, x, train=False, key=None)[0]
-
-
-def _iterative(pruner, params, mask, sparsity, rounds, batch=None):
-    """``rounds`` prune rounds at sparsity 1 − (1 − s)^(k/rounds), the last exactly s."""
-    density = 1.0 - sparsity
-
-    def body(k, m):
-        rate = jnp.where(k + 1 == rounds, sparsity, 1.0 - density ** ((k + 1.0) / rounds))
-        return pruner(params, m, sparsity=rate, batch=batch)
-
-    mask = jax.tree.map(lambda m: jnp.asarray(m, bool), mask)
-    return jax.lax.fori_loop(0, rounds, body, mask)
 
 
 def _maybe_negated(criterion, inverted: bool):
@@ -180,7 +175,8 @@ class SNIP(_Method):
         pruner = make_pruner(
             _maybe_negated(crit, self.inverted), self.allocation, min_keep=self.min_keep
         )
-        return _iterative(pruner, params, dense_mask(params), sparsity, self.rounds, batch)
+        mask = dense_mask(params)
+        return prune_in_rounds(pruner, params, mask, sparsity, self.rounds, batch=batch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,7 +252,7 @@ class SynFlow(_Method):
             )
         crit = negated(synflow(apply_fn, shape))
         pruner = make_pruner(crit, self.allocation, min_keep=self.min_keep)
-        return _iterative(pruner, params, mask, sparsity, self.rounds)
+        return prune_in_rounds(pruner, params, mask, sparsity, self.rounds)
 
 
 @dataclasses.dataclass(frozen=True)

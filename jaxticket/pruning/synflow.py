@@ -38,6 +38,7 @@ from jaxticket.pruning import allocation as alloc
 from jaxticket.pruning import criteria
 from jaxticket.pruning.pruner import make_pruner
 from jaxticket.pruning.pruner_checks import _warn_collapsed
+from jaxticket.pruning.rounds import prune_in_rounds
 from jaxticket.train.cache_key import ByValue
 
 Params = Any
@@ -159,16 +160,7 @@ def synflow_prune(
 )
 def _prune_loop(params, mask, sparsity, *, apply_fn, input_shape, rounds, allocation, min_keep):
     pruner = make_pruner(synflow(apply_fn.value, input_shape), allocation, min_keep=min_keep)
-    density = 1.0 - sparsity
-
-    def body(k, m):
-        step = jnp.asarray(k + 1, jnp.float32)
-        rate = jnp.where(k + 1 == rounds, sparsity, 1.0 - density ** (step / rounds))
-        return pruner(params, m, sparsity=rate)
-
-    # The loop carries plain bool leaves (None leaves stay None).
-    mask = jax.tree.map(lambda m: jnp.asarray(m, bool), mask)
-    return jax.lax.fori_loop(0, rounds, body, mask)
+    return prune_in_rounds(pruner, params, mask, sparsity, rounds)
 
 
 def _compute_dtype(params: Params) -> jnp.dtype:

@@ -48,20 +48,30 @@ def _from_key(key):
     return lax.bitcast_convert_type(b, jnp.float32)
 
 
-def _sorted_mask(s_list, a_list, k):
-    """Small (or float64) inputs: a stable sort by descending ``rank_keys``."""
-    keys = jnp.concatenate(
+def _flat_keys(s_list, a_list):
+    """Every array's ``rank_keys``, flattened and concatenated in order."""
+    return jnp.concatenate(
         [rank_keys(s, a).reshape(-1) for s, a in zip(s_list, a_list, strict=True)]
     )
+
+
+def _split_like(flat, s_list):
+    """``flat`` cut back into arrays shaped like ``s_list``."""
+    masks, start = [], 0
+    for s in s_list:
+        masks.append(flat[start : start + s.size].reshape(s.shape))
+        start += s.size
+    return masks
+
+
+def _sorted_mask(s_list, a_list, k):
+    """Small (or float64) inputs: a stable sort by descending ``rank_keys``."""
+    keys = _flat_keys(s_list, a_list)
     k = jnp.clip(jnp.asarray(k, jnp.int32), 0, jnp.sum(keys > 0, dtype=jnp.int32))
     index = jnp.arange(keys.size, dtype=jnp.int32)
     _, order = lax.sort((~keys, index), num_keys=1, is_stable=True)
     keep = jnp.zeros(keys.size, bool).at[order].set(index < k)
-    masks, start = [], 0
-    for s in s_list:
-        masks.append(keep[start : start + s.size].reshape(s.shape))
-        start += s.size
-    return masks
+    return _split_like(keep, s_list)
 
 
 def _exact_mask(s_list, a_list, k, lo, hi, c_hi):
@@ -100,9 +110,7 @@ def _radix_mask(s_list, a_list, k):
     by position. No sort: on CPU a stable sort of a 30,000-entry layer costs about ten
     times as much.
     """
-    keys = jnp.concatenate(
-        [rank_keys(s, a).reshape(-1) for s, a in zip(s_list, a_list, strict=True)]
-    )
+    keys = _flat_keys(s_list, a_list)
     need = jnp.clip(jnp.asarray(k, jnp.int32), 0, jnp.sum(keys > 0, dtype=jnp.int32))
     prefix = jnp.zeros((), jnp.uint32)
     for shift, width in _RADIX_DIGITS:
@@ -116,8 +124,4 @@ def _radix_mask(s_list, a_list, k):
         prefix = prefix | (d.astype(jnp.uint32) << shift)
     tied = keys == prefix
     keep = (keys > prefix) | (tied & (jnp.cumsum(tied, dtype=jnp.int32) <= need))
-    masks, start = [], 0
-    for s in s_list:
-        masks.append(keep[start : start + s.size].reshape(s.shape))
-        start += s.size
-    return masks
+    return _split_like(keep, s_list)
