@@ -21,7 +21,10 @@ is reported separately:
   (c) the whole ``jaxticket.at_init.GraSP().mask(...)`` (batch draw, scores, global top-k),
   for reference (d) ``jaxticket.at_init.SNIP().mask(...)``, and the two parts of (c) besides
   the scores: (e) the global top-k alone (``make_pruner(criteria.magnitude, "global")``) and
-  (f) the batch draw alone (``at_init.draw_batch``); ratios to (a), paired per round.
+  (f) the batch draw alone (``at_init.draw_batch``); (g) SNIP's scores and top-k as one
+  ``make_pruner(criteria.snip(loss), "global")`` call on the same batch, outside the
+  one-round ``lax.fori_loop`` that ``SNIP().mask`` runs (``prune_in_rounds``); ratios to
+  (a), paired per round.
   ``--quick`` times LeNet-300-100 only. Each timed sample is ``--inner`` calls,
   ``block_until_ready`` on the last.
 
@@ -287,6 +290,8 @@ def grasp_variants(model, data, inner: int) -> dict:
     scores_fn = jax.jit(lambda p, b: criterion(p, batch=b))
     magnitude = make_pruner(criteria.magnitude, "global")
     topk_fn = jax.jit(lambda p: magnitude(p, dense_mask(p), sparsity=0.9))
+    snip_pruner = make_pruner(criteria.snip(loss), "global")
+    snip_fn = jax.jit(lambda p, b: snip_pruner(p, dense_mask(p), sparsity=0.9, batch=b))
     draw_fn = jax.jit(lambda k: at_init.draw_batch(data, k, BATCH))
     grasp_method, snip_method = at_init.GraSP(batch_size=BATCH), at_init.SNIP(batch_size=BATCH)
 
@@ -305,6 +310,7 @@ def grasp_variants(model, data, inner: int) -> dict:
         "(d) SNIP().mask": repeat(lambda: snip_method.mask(model, params, state, data, key, 0.9)),
         "(e) global top-k alone": repeat(lambda: topk_fn(params)),
         "(f) batch draw alone": repeat(lambda: draw_fn(key)),
+        "(g) SNIP pruner, no rounds loop": repeat(lambda: snip_fn(params, batch)),
     }
 
 
