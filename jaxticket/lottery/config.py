@@ -73,6 +73,12 @@ class LotteryConfig(WorkflowConfig):
     one_shot: tuple[float, ...] = _field(
         (), "if given: one-shot prune the dense net to each of these sparsities instead of IMP"
     )
+    level_sparsities: tuple[float, ...] = _field(
+        (),
+        "if given: IMP level l prunes the previous ticket to the l-th of these global "
+        "sparsities (increasing), instead of prune_fraction per level",
+        added=True,
+    )
     steps: int = _field(3000, "training iterations per level")
     batch_size: int = _field(60, "minibatch size")
     learning_rate: float = _field(1.2e-3, "peak learning rate")

@@ -114,6 +114,7 @@ def check_ranges(c: LotteryConfig) -> None:
         f"one_shot: each sparsity once (each is one level trained from the dense net), "
         f"got {list(c.one_shot)}",
     )
+    _check_level_sparsities(c, rate_range)
     if c.one_shot:
         # One-shot pruning trains one level per sparsity: IMP's level count and per-level
         # fraction would be ignored (and still change the run's hash), so they are refused.
@@ -133,3 +134,37 @@ def check_ranges(c: LotteryConfig) -> None:
         f"rewind mode finetune trains at the schedule's final rate, which is 0 for the "
         f"{c.schedule!r} schedule (nothing would train); use --schedule constant",
     )
+
+
+def _check_level_sparsities(c, rate_range: str) -> None:
+    """IMP levels to given sparsities: increasing, in range, and ``levels`` /
+    ``prune_fraction`` / ``one_shot`` left alone (they would be ignored)."""
+    targets = c.level_sparsities
+    if not targets:
+        return
+    for s in targets:
+        _check(
+            0 < _resolved(s) < RATE_RESOLUTION,
+            "level_sparsities",
+            f"level_sparsities must lie in {rate_range}, got {s}",
+        )
+    _check(
+        all(_resolved(a) < _resolved(b) for a, b in zip(targets, targets[1:], strict=False)),
+        "level_sparsities",
+        f"level_sparsities must increase (each level prunes the previous ticket further), "
+        f"got {list(targets)}",
+    )
+    _check(
+        not c.one_shot,
+        "level_sparsities",
+        "level_sparsities (iterative levels) and one_shot (levels from the dense net) "
+        "exclude each other; give one",
+    )
+    defaults = {f.name: f.default for f in dataclasses.fields(c)}
+    for name in ("levels", "prune_fraction"):
+        _check(
+            getattr(c, name) == defaults[name],
+            name,
+            f"{name} has no effect with level_sparsities (one level per sparsity); leave it "
+            f"at its default {defaults[name]}",
+        )

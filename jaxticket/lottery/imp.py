@@ -94,7 +94,9 @@ def run_lottery(
 
 def _levels(c: LotteryConfig) -> list[int]:
     # One-shot: level 0 dense, then one phase that trains every one-shot sparsity.
-    return [0, 1] if c.one_shot else list(range(c.levels + 1))
+    if c.one_shot:
+        return [0, 1]
+    return list(range((len(c.level_sparsities) or c.levels) + 1))
 
 
 class Experiment:
@@ -134,6 +136,8 @@ class Experiment:
             return self._dense(show_progress)
         if c.one_shot:
             masks = [self._prune_to(prev, s) for s in c.one_shot]
+        elif c.level_sparsities:
+            masks = [self._prune_to(prev, c.level_sparsities[level - 1], prev.mask)]
         else:
             masks = [self._prune_step(prev.trained, prev.mask)]
         runs: list[tuple[int, str, Start]] = []  # (level, variant, start), in batch order
@@ -244,10 +248,13 @@ class Experiment:
         prune = _jit_prune(self.pruner, "fraction")
         return jax.device_get(prune(trained, mask, self.config.prune_fraction))
 
-    def _prune_to(self, prev: LevelState, sparsity: float):
-        dense = stack_seeds(dense_mask(self.template), self.config.seeds)
+    def _prune_to(self, prev: LevelState, sparsity: float, mask=None):
+        """``prev.trained`` pruned to ``sparsity`` of the prunable weights in total, from
+        ``mask`` (default: the dense mask, one-shot pruning)."""
+        if mask is None:
+            mask = stack_seeds(dense_mask(self.template), self.config.seeds)
         prune = _jit_prune(self.one_shot_pruner, "sparsity")
-        return jax.device_get(prune(prev.trained, dense, sparsity))
+        return jax.device_get(prune(prev.trained, mask, sparsity))
 
     # -- optimizer -----------------------------------------------------------------------
 

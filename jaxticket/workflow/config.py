@@ -52,7 +52,8 @@ def field(default: Any, help: str, **metadata: Any) -> Any:
     Args:
       default: the default value (an immutable one: a tuple, not a list).
       help: one phrase, shown by ``--help`` followed by the default.
-      **metadata: more ``dataclasses.field`` metadata.
+      **metadata: more ``dataclasses.field`` metadata; ``added=True`` marks a setting added
+        after runs were stored (:meth:`WorkflowConfig.to_dict` omits it at its default).
     """
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
@@ -74,8 +75,17 @@ class WorkflowConfig:
         combination; called once the fields are coerced. The base checks nothing."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Plain JSON-ready dict (tuples become lists).
+
+        A field declared with ``field(..., added=True)`` (a setting added after runs were
+        stored) is left out while it holds its default, so the digest, and with it the run
+        directory, of every config that does not use it stays what it was.
+        """
+        d = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("added") and d[f.name] == f.default:
+                del d[f.name]
+        return json.loads(json.dumps(d))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):

@@ -141,8 +141,8 @@ def check_fits(c, data, mask) -> None:
     """The checks that need the data and the model, run before the first phase trains.
 
     Args:
-      c: the config (fields ``val_size``, ``batch_size``, ``layer_rates``, ``dataset`` and
-        ``model``).
+      c: the config (fields ``val_size``, ``batch_size``, ``dataset``, ``model`` and, where
+        the workflow has it, ``layer_rates``).
       data: the loaded data set (before the validation split).
       mask: ``dense_mask`` of the model's params (its non-``None`` leaves are prunable).
 
@@ -163,7 +163,7 @@ def check_fits(c, data, mask) -> None:
             f"left after val_size={c.val_size}), got {c.batch_size}",
         )
     prunable = [path for path, _ in leaves_with_paths(mask)]
-    for pattern, _ in c.layer_rates:
+    for pattern, _ in getattr(c, "layer_rates", ()):
         if not any(matches(path, pattern) for path in prunable):
             raise ConfigError(
                 "layer_rates",
