@@ -1,0 +1,91 @@
+"""The ``jaxticket scratch`` command: flags from ``ScratchConfig``, run, summary table.
+
+``jaxticket.cli`` builds the subparser with :func:`add_parser` (then adds its
+``--cpu-devices``) and calls :func:`run_command` with the parsed arguments. The table
+groups the records by variant and target sparsity (accuracies mean ± std [min, max] over
+seeds); the run directory gets it as ``summary.md`` beside results.json/csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from jaxticket.scratch.config import ScratchConfig
+from jaxticket.workflow.flags import add_config_flags, config_from_args
+from jaxticket.workflow.summary import format_summary, group_summary
+
+BY = ("variant", "sparsity")
+STATS = {"test_accuracy_early": 100.0, "test_accuracy_final": 100.0, "remaining": 100.0}
+EXTRA = {"steps": "steps", "remaining %": "remaining_mean"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``ScratchConfig`` field, ``--out`` and ``--quiet``."""
+    add_config_flags(parser, ScratchConfig)
+    parser.add_argument(
+        "--out", default="runs", help="folder holding run directories (default: runs)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``scratch`` subparser (its flags from :func:`add_arguments`; ``func`` is
+    :func:`run_command`), returned so the caller can add more flags."""
+    parser = subparsers.add_parser(
+        "scratch",
+        help="scratch training of pruned architectures against fine-tuning (Scratch-E/B)",
+        description="Trains the dense network, prunes it by magnitude to each target "
+        "sparsity, then fine-tunes the pruned weights and trains the pruned architecture "
+        "from a fresh init for the same steps (Scratch-E) and the same compute "
+        "(Scratch-B); seeds vmapped; resumable (rerunning loads finished sparsities).",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run_command)
+    return parser
+
+
+def summarize(records: list[dict]) -> list[dict]:
+    """``group_summary`` rows by (variant, sparsity), with ``steps``: the steps trained
+    (``"a/b"`` when the group's runs differ)."""
+    rows = group_summary(records, by=BY, stats=STATS)
+    for row in rows:
+        steps = sorted(
+            {
+                r["steps_trained"]
+                for r in records
+                if (r["variant"], r["sparsity"]) == tuple(row[k] for k in BY)
+            }
+        )
+        row["steps"] = "/".join(map(str, steps))
+    return rows
+
+
+def format_table(rows: list[dict], *, markdown: bool = False) -> str:
+    """The table of :func:`summarize` rows: text, or GitHub markdown."""
+    return format_summary(
+        rows,
+        BY,
+        stats=("test_accuracy_early", "test_accuracy_final"),
+        extra=EXTRA,
+        markdown=markdown,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Runs (or resumes) the configured experiment, prints the table, the run directory
+    and the wall time, writes ``summary.md`` into the run directory; returns 0."""
+    from jaxticket.scratch.run import run_scratch
+
+    config = config_from_args(ScratchConfig, args)
+    start = time.time()
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    store, records = run_scratch(config, out_dir=args.out, show_progress=not args.quiet, log=log)
+    rows = summarize(records)
+    print(format_table(rows))
+    table = store.run_dir / "summary.md"
+    table.write_text(format_table(rows, markdown=True) + "\n", encoding="utf-8")
+    print(f"\nrun directory: {store.run_dir}\ntable: {table}")
+    print(f"wall time: {time.time() - start:.1f} s")
+    return 0
