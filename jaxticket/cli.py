@@ -22,6 +22,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
+# The workflow subcommands: (name, module with add_arguments/run_command, help, description).
+WORKFLOW_COMMANDS = (
+    (
+        "sparse-train",
+        "jaxticket.sparse_train.command",
+        "sparse training (gmp, set, rigl, granet, static) or the dense baseline",
+        "Trains one method at each target sparsity, seeds vmapped; resumable (rerunning "
+        "the same command loads finished sparsities).",
+    ),
+    (
+        "at-init",
+        "jaxticket.at_init.command",
+        "prune at initialization (snip, grasp, synflow, random, magnitude) with sanity controls",
+        "Draws each seed's mask at init, trains it beside its layerwise shuffle, reinit and "
+        "score-inversion controls in one vmapped program per sparsity; resumable.",
+    ),
+    (
+        "compare",
+        "jaxticket.compare.command",
+        "compare every method (imp, at-init, sparse training) on equal terms",
+        "Runs every method with the same model, data order, steps, seeds and sparsities, "
+        "each as its own resumable run, then prints one table (accuracy mean ± std, "
+        "per-layer densities, collapse) and draws accuracy against sparsity and the "
+        "per-layer densities.",
+    ),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command ``argv`` (default: ``sys.argv[1:]``) and returns its exit code.
 
@@ -86,10 +114,15 @@ def _report(args) -> int:
     return 0
 
 
-def _sparse_train(args) -> int:
-    from jaxticket.sparse_train.command import run_command
+def _workflow_command(module: str):
+    """The ``func`` of a workflow subcommand: ``<module>.run_command`` imported when run."""
 
-    return run_command(args)
+    def run(args) -> int:
+        import importlib
+
+        return importlib.import_module(module).run_command(args)
+
+    return run
 
 
 def _train(args) -> int:
@@ -166,17 +199,13 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", help="a run directory written by `jaxticket lottery`")
     rep.set_defaults(func=_report)
 
-    from jaxticket.sparse_train.command import add_arguments as sparse_train_arguments
+    for name, module, help_text, description in WORKFLOW_COMMANDS:
+        import importlib
 
-    spt = sub.add_parser(
-        "sparse-train",
-        help="sparse training (gmp, set, rigl, granet, static) or the dense baseline",
-        description="Trains one method at each target sparsity, seeds vmapped; resumable "
-        "(rerunning the same command loads finished sparsities).",
-    )
-    sparse_train_arguments(spt)
-    _add_cpu_devices(spt)
-    spt.set_defaults(func=_sparse_train)
+        command = sub.add_parser(name, help=help_text, description=description)
+        importlib.import_module(module).add_arguments(command)
+        _add_cpu_devices(command)
+        command.set_defaults(func=_workflow_command(module))
 
     tr = sub.add_parser(
         "train",

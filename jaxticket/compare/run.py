@@ -9,6 +9,8 @@ in a run directory of its own under the comparison's directory
 killed comparison, run again, loads every finished phase of every method and trains only
 what is missing. The comparison's own directory holds ``config.json`` and
 ``results.json``/``.csv`` with one record per (method, control, target sparsity, seed).
+The directory is named by the config without its methods (:func:`comparison_identity`):
+adding a method to a comparison trains only that method.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from jaxticket.workflow.run import run_identity
 from jaxticket.workflow.store import RunStore
 from jaxticket.workflow.training import resolve_devices
 
-__all__ = ["KEPT", "method_configs", "run_compare"]
+__all__ = ["KEPT", "comparison_identity", "method_configs", "run_compare"]
 
 KEPT = (
     "seed",
@@ -117,7 +119,7 @@ def run_compare(
     log = log or (lambda msg: None)
     devices = resolve_devices(devices, "run_compare")
     configs = method_configs(config)
-    identity = run_identity(config, devices)
+    identity = comparison_identity(config, devices)
     store = RunStore.open(out_dir, identity, name=f"compare-{config.model}-{config.dataset}")
     runs = store.run_dir / "runs"
     records: list[Record] = []
@@ -132,6 +134,18 @@ def run_compare(
             records += _normalize(name, sub_records, config, sub_store.run_dir)
             store.write_results(identity, records)
     return store.run_dir, records
+
+
+def comparison_identity(config: CompareConfig, devices) -> dict[str, Any]:
+    """What names a comparison's directory: ``run_identity`` without ``methods``.
+
+    The methods only choose which rows a comparison shows (each method's run directory
+    inside is named by its own config), so adding a method to a finished comparison trains
+    that method alone; ``results.json`` then holds the methods of the latest run.
+    """
+    identity = run_identity(config, devices)
+    del identity["methods"]
+    return identity
 
 
 def _run_scratch(*args, **kwargs):
