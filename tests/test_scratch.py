@@ -263,6 +263,10 @@ def test_command_prints_and_writes_the_table(run, capsys):
     for variant in ("dense", "finetune", "scratch_e", "scratch_b"):
         assert variant in text and variant in table
     assert table.count("\n") == 2 + 1 + 3 * 2  # header, rule, dense, 3 variants x 2
+    assert command_lib.is_scratch_run(run["store"].run_dir)
+    assert not command_lib.is_scratch_run(run["out"])
+    reprinted = command_lib.report(run["store"].run_dir)
+    assert reprinted.startswith("scratch run ") and "scratch_b" in reprinted
 
 
 @pytest.mark.parametrize(

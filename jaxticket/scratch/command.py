@@ -9,11 +9,14 @@ seeds); the run directory gets it as ``summary.md`` beside results.json/csv.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 from jaxticket.scratch.config import ScratchConfig
 from jaxticket.workflow.flags import add_config_flags, config_from_args
+from jaxticket.workflow.store import RunStore
 from jaxticket.workflow.summary import format_summary, group_summary
 
 BY = ("variant", "sparsity")
@@ -89,3 +92,36 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"\nrun directory: {store.run_dir}\ntable: {table}")
     print(f"wall time: {time.time() - start:.1f} s")
     return 0
+
+
+def is_scratch_run(run_dir) -> bool:
+    """Whether ``run_dir`` holds a scratch run (its ``config.json`` names the variants,
+    ``scratch_b_cap`` and ``finetune_steps``); ``False`` for anything unreadable."""
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        config = config.get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(config, dict) and {"variants", "scratch_b_cap", "finetune_steps"} <= set(
+        config
+    )
+
+
+def report(run_dir) -> str:
+    """The title and table of a (partly) finished scratch run, for ``jaxticket report``.
+
+    Raises:
+      ValueError: the directory or its ``results.json`` is missing or malformed.
+    """
+    results = RunStore.read_results(run_dir)
+    config = results.get("config") or {}
+    title = f"scratch run {Path(run_dir)}"
+    if {"model", "dataset", "steps"} <= set(config):
+        title += f": {config['model']} on {config['dataset']}, {config['steps']} steps"
+    records = results["records"]
+    if not records:
+        return title + "\n(no finished phase yet)"
+    missing = [k for k in ("variant", "sparsity", "steps_trained") if k not in records[0]]
+    if missing:
+        raise ValueError(f"{Path(run_dir) / 'results.json'}: records lack {missing}")
+    return title + "\n" + format_table(summarize(records))
