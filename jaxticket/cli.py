@@ -39,6 +39,15 @@ WORKFLOW_COMMANDS = (
         "score-inversion controls in one vmapped program per sparsity; resumable.",
     ),
     (
+        "scratch",
+        "jaxticket.scratch.command",
+        "fine-tuning a pruned network against training its architecture from scratch",
+        "Trains the dense network, prunes it by magnitude to each target sparsity, then "
+        "fine-tunes the pruned weights and trains the pruned architecture from a fresh init "
+        "for the same steps (Scratch-E) and the same compute (Scratch-B); seeds vmapped; "
+        "resumable.",
+    ),
+    (
         "compare",
         "jaxticket.compare.command",
         "compare every method (imp, at-init, sparse training) on equal terms",
@@ -107,10 +116,18 @@ def _lottery(args) -> int:
 
 
 def _report(args) -> int:
+    from jaxticket.compare import report as compare
     from jaxticket.lottery.report import report
+    from jaxticket.scratch import command as scratch
     from jaxticket.sparse_train import report as sparse
 
-    print((sparse.report if sparse.is_sparse_train_run(args.run_dir) else report)(args.run_dir))
+    kinds = (
+        (compare.is_compare_run, compare.report),
+        (scratch.is_scratch_run, scratch.report),
+        (sparse.is_sparse_train_run, sparse.report),
+    )
+    chosen = next((show for is_kind, show in kinds if is_kind(args.run_dir)), report)
+    print(chosen(args.run_dir))
     return 0
 
 
@@ -196,7 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     lot.set_defaults(func=_lottery)
 
     rep = sub.add_parser("report", help="print the results table of a finished run")
-    rep.add_argument("run_dir", help="a run directory written by `jaxticket lottery`")
+    rep.add_argument(
+        "run_dir",
+        help="a run directory written by `jaxticket lottery`, `sparse-train`, `scratch` or "
+        "`compare`",
+    )
     rep.set_defaults(func=_report)
 
     for name, module, help_text, description in WORKFLOW_COMMANDS:

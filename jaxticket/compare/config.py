@@ -11,7 +11,7 @@ levels placed so that each target sparsity is a level and no level prunes more t
 ``random_erk``, ``random_er``, ``random_uniform``, ``magnitude_init``), sparse training
 (``gmp``, ``set``, ``rigl``, ``granet``, ``static``) with their papers' settings, and
 ``finetune`` (magnitude pruning after training, fine-tuned, against Scratch-E and Scratch-B
-of *Rethinking the Value of Network Pruning*) where ``jaxticket.scratch`` is installed.
+of *Rethinking the Value of Network Pruning*, ``jaxticket.scratch``).
 The dense network with the same training is always the baseline.
 """
 
@@ -50,6 +50,7 @@ DEFAULT_METHODS = (
     "set",
     "rigl",
     "granet",
+    "finetune",
 )
 
 

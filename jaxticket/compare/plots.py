@@ -35,7 +35,7 @@ def layer_density_figure(records: list[dict]) -> Figure:
     targets = sorted({r["sparsity"] for r in mains})
     paths = list(mains[0]["layer_remaining"])
     names = short_names(paths)
-    fig = Figure(figsize=(3.2 * len(targets) + 1.5, 3.6), layout="constrained")
+    fig = Figure(figsize=(3.2 * len(targets) + 1.5, 3.6))
     axes = fig.subplots(1, len(targets), sharey=True, squeeze=False)[0]
     methods = list(dict.fromkeys(r["method"] for r in mains))
     x = np.arange(len(paths))

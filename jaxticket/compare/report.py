@@ -114,3 +114,35 @@ def control_table(rows: list[dict], *, markdown: bool = False) -> str:
         for (m, s), line in cells.items()
     ]
     return (markdown_table if markdown else text_table)(header, body)
+
+
+def is_compare_run(run_dir) -> bool:
+    """Whether ``run_dir`` holds a comparison (its ``config.json`` has ``imp_fraction`` and
+    ``controls``); ``False`` for anything unreadable."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        config = config.get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(config, dict) and {"imp_fraction", "controls", "sparsities"} <= set(config)
+
+
+def report(run_dir) -> str:
+    """The accuracy and control tables of a (partly) finished comparison directory.
+
+    Raises:
+      ValueError: the directory or its ``results.json`` is missing or malformed.
+    """
+    from jaxticket.workflow.store import RunStore
+
+    records = RunStore.read_results(run_dir)["records"]
+    if not records:
+        return f"comparison {run_dir}\n(no finished method yet)"
+    missing = [k for k in (*BY, "seed") if k not in records[0]]
+    if missing:
+        raise ValueError(f"{run_dir}/results.json: records lack {missing}")
+    rows = summarize(records)
+    return f"comparison {run_dir}\n{format_table(rows)}\n\n{control_table(rows)}"

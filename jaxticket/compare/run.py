@@ -24,6 +24,7 @@ from jaxticket.at_init.run import run_at_init
 from jaxticket.compare.config import AT_INIT, SPARSE, CompareConfig, imp_schedule
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
+from jaxticket.scratch import ScratchConfig, run_scratch
 from jaxticket.sparse_train.config import SparseTrainConfig
 from jaxticket.sparse_train.run import run_sparse_training
 from jaxticket.workflow.records import Record
@@ -75,8 +76,6 @@ def method_configs(c: CompareConfig) -> dict[str, Any]:
                 **training, method=name, sparsities=c.sparsities, every=c.every
             )
         else:  # finetune
-            from jaxticket.scratch import ScratchConfig
-
             configs[name] = ScratchConfig(
                 **training, sparsities=c.sparsities, variants=("finetune", *c.finetune_controls)
             )
@@ -148,17 +147,11 @@ def comparison_identity(config: CompareConfig, devices) -> dict[str, Any]:
     return identity
 
 
-def _run_scratch(*args, **kwargs):
-    from jaxticket.scratch import run_scratch
-
-    return run_scratch(*args, **kwargs)
-
-
 _RUNNERS = {
     "LotteryConfig": run_lottery,
     "AtInitConfig": run_at_init,
     "SparseTrainConfig": run_sparse_training,
-    "ScratchConfig": _run_scratch,
+    "ScratchConfig": run_scratch,
 }
 
 
