@@ -57,6 +57,13 @@ Pruning at initialization (``jaxticket.at_init``)
   uniform), ``MagnitudeInit``: frozen dataclasses with ``mask(model, params, model_state,
   data, key, sparsity)``, ``inverted=True`` for score inversion; ``get(name)``; sanity
   checks ``layerwise_shuffle``, ``invert_scores``, ``reinit``.
+Workflows (``jaxticket.at_init``, ``jaxticket.scratch``, ``jaxticket.compare``)
+  ``AtInitConfig``, ``run_at_init``: an at-init method at several sparsities with its sanity
+  controls (layerwise shuffle, reinit, score inversion) in one vmapped program per
+  sparsity (``jaxticket at-init``); ``ScratchConfig``, ``run_scratch``: fine-tuning a
+  magnitude-pruned network against Scratch-E / Scratch-B (``jaxticket scratch``);
+  ``CompareConfig``, ``run_compare``: every method with the same model, data order,
+  steps, seeds and sparsities, one table and plots (``jaxticket compare``).
 Workflows (``jaxticket.sparse_train``)
   ``SparseTrainConfig``, ``run_sparse_training``: one sparse-training method at several
   target sparsities, seeds vmapped, resumable (``jaxticket sparse-train``); its
@@ -84,7 +91,21 @@ Example::
                                    steps=2000, batch_size=60, eval_every=500)
 """
 
-from jaxticket import at_init, data, lottery, models, pruning, sparse, sparse_train, train, workflow
+from jaxticket import (
+    at_init,
+    compare,
+    data,
+    lottery,
+    models,
+    pruning,
+    scratch,
+    sparse,
+    sparse_train,
+    train,
+    workflow,
+)
+from jaxticket.at_init import AtInitConfig, run_at_init
+from jaxticket.compare import CompareConfig, run_compare
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
 from jaxticket.masks import (
@@ -131,6 +152,7 @@ from jaxticket.pruning import (
     weighted_sum,
 )
 from jaxticket.regrow import regrow, reset_optimizer_state
+from jaxticket.scratch import ScratchConfig, run_scratch
 from jaxticket.sparse_train import SparseTrainConfig, run_sparse_training
 from jaxticket.train import (
     DivergenceWarning,
@@ -147,9 +169,12 @@ from jaxticket.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AtInitConfig",
+    "CompareConfig",
     "DivergenceWarning",
     "LayerCollapseWarning",
     "LotteryConfig",
+    "ScratchConfig",
     "MaskUpdate",
     "Pruner",
     "PruneMaskState",
@@ -160,6 +185,7 @@ __all__ = [
     "apply_mask",
     "at_init",
     "collapsed_leaves",
+    "compare",
     "count_alive",
     "count_nonfinite",
     "count_total",
@@ -195,12 +221,16 @@ __all__ = [
     "replace_mask",
     "reset_optimizer_state",
     "restrict_to_alive",
+    "run_at_init",
+    "run_compare",
     "run_lottery",
+    "run_scratch",
     "run_sparse_training",
     "seed_mesh",
     "snip",
     "snip_pruner",
     "SparseTrainConfig",
+    "scratch",
     "sparse",
     "sparse_train",
     "sparsity",

@@ -14,6 +14,8 @@
   batch_size, layer_rates against the data and model), the seed key streams
   (``seed_keys``, ``stream_key``) and ``train_on_devices`` (``train_seeds`` over the
   workflow's devices, host results);
+* ``settings``: ``TrainingSettings``, the model, data set and training fields a workflow
+  config inherits (``training_settings()`` hands them to another workflow's config);
 * ``summary``: ``group_summary`` by any fields (mean ± std, min, max over seeds) and
   tables with collapsed/diverged columns;
 * ``plots`` (imported on first use: it loads matplotlib): seed-band line plots.
@@ -28,6 +30,7 @@ from jaxticket.workflow.config import RUNTIME_KEY, ConfigError, WorkflowConfig, 
 from jaxticket.workflow.flags import add_config_flags, config_from_args
 from jaxticket.workflow.records import Record, seed_records, warn_collapsed, warn_diverged
 from jaxticket.workflow.run import PhaseRunner, Workflow, run_identity, run_workflow
+from jaxticket.workflow.settings import TRAINING_FIELDS, TrainingSettings
 from jaxticket.workflow.summary import format_summary, group_summary, markdown_table, text_table
 from jaxticket.workflow.training import (
     check_fits,
@@ -40,9 +43,11 @@ from jaxticket.workflow.training import (
 
 __all__ = [
     "RUNTIME_KEY",
+    "TRAINING_FIELDS",
     "ConfigError",
     "PhaseRunner",
     "Record",
+    "TrainingSettings",
     "Workflow",
     "WorkflowConfig",
     "add_config_flags",
