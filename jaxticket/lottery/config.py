@@ -33,25 +33,20 @@ from jaxticket.lottery.config_checks import (  # re-exported: callers import the
 # RUNTIME_KEY: the runtime settings that change a run's numbers; ``run_lottery`` records
 # them beside the config (config.json/results.json key ``"runtime"``) and they name the run
 # directory.
-from jaxticket.workflow.config import RUNTIME_KEY, WorkflowConfig  # noqa: F401
+from jaxticket.workflow.config import RUNTIME_KEY  # noqa: F401
 from jaxticket.workflow.config import field as _field
+from jaxticket.workflow.settings import TrainingSettings
 
 
 @dataclasses.dataclass(frozen=True)
-class LotteryConfig(WorkflowConfig):
+class LotteryConfig(TrainingSettings):
     """Iterative magnitude pruning with rewinding (Frankle & Carbin 2019) and its controls.
 
     Defaults follow the paper's LeNet-300-100 setup (Adam 1.2e-3, batch 60, 20% of the
     surviving weights per level, the output layer at half that rate) scaled to MNIST-1D.
     """
 
-    model: str = _field(
-        "lenet_300_100",
-        "model name (lenet_300_100, mlp, cnn1d, conv2, conv4, conv6, resnet20, vgg16, ...)",
-    )
-    dataset: str = _field("mnist1d", "data set name (mnist1d, digits, modular, or a TFDS name)")
     levels: int = _field(10, "pruning levels after the dense level 0")
-    seeds: int = _field(3, "independent seeds, trained together in one vmapped program")
     prune_fraction: float = _field(0.2, "fraction of the surviving weights pruned per level")
     layer_rates: tuple[tuple[str, float], ...] = _field(
         (("output/*", 0.5),),
@@ -78,26 +73,6 @@ class LotteryConfig(WorkflowConfig):
         "if given: IMP level l prunes the previous ticket to the l-th of these global "
         "sparsities (increasing), instead of prune_fraction per level",
         added=True,
-    )
-    steps: int = _field(3000, "training iterations per level")
-    batch_size: int = _field(60, "minibatch size")
-    learning_rate: float = _field(1.2e-3, "peak learning rate")
-    optimizer: str = _field("adam", "adam, adamw, sgd or momentum")
-    schedule: str = _field("constant", "learning-rate schedule: constant, cosine or linear")
-    weight_decay: float = _field(
-        0.0,
-        "weight decay: decoupled for adamw, L2 added to the gradient for sgd and momentum "
-        "(as PyTorch's SGD weight_decay); adam refuses it (use adamw)",
-    )
-    eval_every: int = _field(100, "iterations between evaluations")
-    val_size: int = _field(500, "training examples held out for early stopping")
-    seed: int = _field(
-        0, "base seed in [0, 2**32): inits, data order and validation split derive from it"
-    )
-    min_keep: int = _field(
-        1,
-        "weights every prunable layer keeps at least (0 allows a layer to collapse to zero "
-        "weights; collapse is reported in the records, the table and by a warning)",
     )
 
     def check(self) -> None:

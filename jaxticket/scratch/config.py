@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from jaxticket.workflow.config import WorkflowConfig, field
-from jaxticket.workflow.training import RATE_RESOLUTION, check_training_settings
+from jaxticket.workflow.config import field
+from jaxticket.workflow.settings import TrainingSettings
+from jaxticket.workflow.training import RATE_RESOLUTION
 from jaxticket.workflow.training import require as _check
 from jaxticket.workflow.training import require_one_of as _choice
 from jaxticket.workflow.training import resolved_rate as _resolved
@@ -34,7 +35,7 @@ ALLOCATIONS = ("global", "layerwise")
 
 
 @dataclasses.dataclass(frozen=True)
-class ScratchConfig(WorkflowConfig):
+class ScratchConfig(TrainingSettings):
     """Fine-tuning the pruned weights against training the pruned architecture from scratch.
 
     Defaults: LeNet-300-100 on MNIST-1D with the lottery workflow's training settings
@@ -43,26 +44,9 @@ class ScratchConfig(WorkflowConfig):
     the dense run's steps.
     """
 
-    model: str = field("lenet_300_100", "model name (lenet_300_100, mlp, cnn1d, conv2, ...)")
-    dataset: str = field("mnist1d", "data set name (mnist1d, digits, modular, or a TFDS name)")
     sparsities: tuple[float, ...] = field(
         (0.5, 0.8, 0.9, 0.95, 0.98), "target sparsities in [0, 1), one phase each"
     )
-    seeds: int = field(3, "independent seeds, trained together in one vmapped program")
-    steps: int = field(3000, "training iterations of the dense run and of Scratch-E")
-    batch_size: int = field(60, "minibatch size")
-    learning_rate: float = field(1.2e-3, "peak learning rate (dense, scratch_e, scratch_b)")
-    optimizer: str = field("adam", "adam, adamw, sgd or momentum")
-    schedule: str = field("constant", "learning-rate schedule: constant, cosine or linear")
-    weight_decay: float = field(
-        0.0, "weight decay: decoupled for adamw, L2 for sgd and momentum; adam refuses it"
-    )
-    eval_every: int = field(100, "iterations between evaluations")
-    val_size: int = field(500, "training examples held out for early stopping")
-    seed: int = field(
-        0, "base seed in [0, 2**32): inits, data order and fresh inits derive from it"
-    )
-    min_keep: int = field(1, "weights every prunable layer keeps at least (0: it may collapse)")
     allocation: str = field(
         "global",
         "magnitude pruning of the trained dense weights: global (one threshold) or "
@@ -86,7 +70,7 @@ class ScratchConfig(WorkflowConfig):
 
     def check(self) -> None:
         """Ranges and combinations, each a one-line ``ConfigError`` naming the field."""
-        check_training_settings(self)
+        super().check()
         _check(
             not self.hidden or self.model == "mlp",
             "hidden",

@@ -26,11 +26,12 @@ from jaxticket.sparse_train.checks import (  # re-exported: callers import them 
     check_training,
     used_fields,  # noqa: F401
 )
-from jaxticket.workflow.config import ConfigError, WorkflowConfig, field
+from jaxticket.workflow.config import ConfigError, field
+from jaxticket.workflow.settings import TrainingSettings
 
 
 @dataclasses.dataclass(frozen=True)
-class SparseTrainConfig(WorkflowConfig):
+class SparseTrainConfig(TrainingSettings):
     """Sparse training of one method at several target sparsities, seeds vmapped.
 
     Defaults: LeNet-300-100 on MNIST-1D with the lottery workflow's training settings
@@ -39,25 +40,10 @@ class SparseTrainConfig(WorkflowConfig):
     schedule over the first 75 % of training).
     """
 
-    model: str = field("lenet_300_100", "model name (lenet_300_100, mlp, cnn1d, conv2, ...)")
-    dataset: str = field("mnist1d", "data set name (mnist1d, digits, modular, or a TFDS name)")
     method: str = field("rigl", "gmp, set, rigl, granet, static or dense (the baseline)")
     sparsities: tuple[float, ...] = field(
         (0.8, 0.9, 0.95, 0.98), "target sparsities in [0, 1), one run each (not for dense)"
     )
-    seeds: int = field(3, "independent seeds, trained together in one vmapped program")
-    steps: int = field(3000, "training iterations")
-    batch_size: int = field(60, "minibatch size")
-    learning_rate: float = field(1.2e-3, "peak learning rate")
-    optimizer: str = field("adam", "adam, adamw, sgd or momentum")
-    schedule: str = field("constant", "learning-rate schedule: constant, cosine or linear")
-    weight_decay: float = field(
-        0.0, "weight decay: decoupled for adamw, L2 for sgd and momentum; adam refuses it"
-    )
-    eval_every: int = field(100, "iterations between evaluations")
-    val_size: int = field(500, "training examples held out for early stopping")
-    seed: int = field(0, "base seed in [0, 2**32): inits, data order and masks derive from it")
-    min_keep: int = field(1, "weights every prunable layer keeps at least (0: it may collapse)")
     every: int = field(100, "Δt, steps between mask updates (set, rigl, gmp, granet)")
     zeta: float = field(
         0.3,

@@ -41,12 +41,18 @@ class TrainingSettings(WorkflowConfig):
     optimizer: str = field("adam", "adam, adamw, sgd or momentum")
     schedule: str = field("constant", "learning-rate schedule: constant, cosine or linear")
     weight_decay: float = field(
-        0.0, "weight decay: decoupled for adamw, L2 for sgd and momentum; adam refuses it"
+        0.0,
+        "weight decay: decoupled for adamw, L2 added to the gradient for sgd and momentum "
+        "(as PyTorch's SGD weight_decay); adam refuses it (use adamw)",
     )
     eval_every: int = field(100, "iterations between evaluations")
     val_size: int = field(500, "training examples held out for early stopping")
     seed: int = field(0, "base seed in [0, 2**32): inits, data order and masks derive from it")
-    min_keep: int = field(1, "weights every prunable layer keeps at least (0: it may collapse)")
+    min_keep: int = field(
+        1,
+        "weights every prunable layer keeps at least (0 allows a layer to collapse to zero "
+        "weights; collapse is reported in the records, the table and by a warning)",
+    )
 
     def check(self) -> None:
         """The training settings in range (``check_training_settings``), each a
