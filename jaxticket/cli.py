@@ -116,6 +116,7 @@ def _lottery(args) -> int:
 
 
 def _report(args) -> int:
+    from jaxticket.at_init import command as at_init
     from jaxticket.compare import report as compare
     from jaxticket.lottery.report import report
     from jaxticket.scratch import command as scratch
@@ -123,6 +124,7 @@ def _report(args) -> int:
 
     kinds = (
         (compare.is_compare_run, compare.report),
+        (at_init.is_at_init_run, at_init.report),
         (scratch.is_scratch_run, scratch.report),
         (sparse.is_sparse_train_run, sparse.report),
     )
@@ -215,8 +217,8 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="print the results table of a finished run")
     rep.add_argument(
         "run_dir",
-        help="a run directory written by `jaxticket lottery`, `sparse-train`, `scratch` or "
-        "`compare`",
+        help="a run directory written by `jaxticket lottery`, `sparse-train`, `at-init`, "
+        "`scratch` or `compare`",
     )
     rep.set_defaults(func=_report)
 

@@ -154,7 +154,7 @@ def test_killed_comparison_resumes_without_recomputing(comparison, tmp_path, mon
     copy = tmp_path / "copy"
     shutil.copytree(directory.parent, copy)
     snip_dir = copy / directory.name / "runs" / by(records, method="snip")[0]["run_dir"]
-    for f in snip_dir.glob("level_01*"):
+    for f in [*snip_dir.glob("level_01*"), *snip_dir.glob("checkpoints/*1")]:
         shutil.rmtree(f) if f.is_dir() else f.unlink()
     lines: list[str] = []
     _, again = run_compare(tiny(), out_dir=str(copy), log=lines.append)
@@ -265,3 +265,19 @@ def test_finetune_and_sparse_methods_get_the_same_training_settings():
         assert {k: getattr(sub, k) for k in TRAINING_FIELDS} == c.training_settings()
     assert configs["finetune"].variants == ("finetune", "scratch_e", "scratch_b")
     assert configs["rigl"].every == 5 and configs["synflow"].controls == ("shuffle", "invert")
+
+
+def test_at_init_cli_resumes_the_comparisons_run_and_report_reprints_it(comparison, capsys):
+    _, directory, records, _ = comparison
+    flags = ["--model", "mlp", "--dataset", "digits", "--seeds", "2", "--steps", "20"]
+    flags += ["--eval-every", "10", "--val-size", "100", "--batch-size", "32"]
+    flags += ["--score-batch", "64", "--sparsities", "0.5,0.9", "--controls", "shuffle,invert"]
+    flags += ["--method", "snip", "--out", str(directory / "runs"), "--quiet"]
+    assert main(["at-init", *flags]) == 0  # the same config: every phase loads
+    printed = capsys.readouterr().out
+    snip_dir = directory / "runs" / by(records, method="snip")[0]["run_dir"]
+    assert str(snip_dir) in printed and "invert" in printed
+    assert main(["report", str(snip_dir)]) == 0
+    assert "at-init run" in capsys.readouterr().out
+    assert main(["report", str(directory)]) == 0
+    assert "vs shuffle" in capsys.readouterr().out

@@ -27,15 +27,60 @@ def run_command(args: argparse.Namespace) -> int:
     """Runs (or resumes) the configured experiment, prints its table (the mask and each
     control per sparsity, mean ± std over seeds) and the run directory; returns 0."""
     from jaxticket.at_init.run import run_at_init
-    from jaxticket.workflow.summary import format_summary, group_summary
 
     config = config_from_args(AtInitConfig, args)
     start = time.time()
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     store, records = run_at_init(config, out_dir=args.out, show_progress=not args.quiet, log=log)
-    by = ("method", "sparsity", "variant")
-    rows = group_summary(records, by=by)
-    print(format_summary(rows, by, extra={"layer remaining": "layer_remaining"}))
+    print(format_table(records))
     print(f"\nrun directory: {store.run_dir}")
     print(f"wall time: {time.time() - start:.1f} s")
     return 0
+
+
+def format_table(records: list[dict]) -> str:
+    """One row per (method, sparsity, variant): accuracies mean ± std [min, max] over
+    seeds, the fraction of each layer kept, collapsed leaves and diverged runs."""
+    from jaxticket.workflow.summary import format_summary, group_summary
+
+    by = ("method", "sparsity", "variant")
+    rows = group_summary(records, by=by)
+    return format_summary(rows, by, extra={"layer remaining": "layer_remaining"})
+
+
+def is_at_init_run(run_dir) -> bool:
+    """Whether ``run_dir`` holds an at-init run (its ``config.json`` names an at-init
+    method, its sparsities and controls); ``False`` for anything unreadable."""
+    import json
+    from pathlib import Path
+
+    from jaxticket.at_init.methods import METHODS
+
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        config = config.get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (
+        isinstance(config, dict)
+        and {"method", "sparsities", "controls", "score_batch"} <= set(config)
+        and config["method"] in METHODS
+    )
+
+
+def report(run_dir) -> str:
+    """The title and table of a (partly) finished at-init run directory.
+
+    Raises:
+      ValueError: the directory or its ``results.json`` is missing or malformed.
+    """
+    from jaxticket.workflow.store import RunStore
+
+    results = RunStore.read_results(run_dir)
+    config = results.get("config") or {}
+    title = f"at-init run {run_dir}: {config.get('method')}, {config.get('model')} on " + str(
+        config.get("dataset")
+    )
+    if not results["records"]:
+        return title + "\n(no finished phase yet)"
+    return title + "\n" + format_table(results["records"])
