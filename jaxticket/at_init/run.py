@@ -25,8 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxticket import data as data_lib
-from jaxticket import models as models_lib
 from jaxticket.at_init.config import AtInitConfig, build_method
 from jaxticket.at_init.sanity import layerwise_shuffle
 from jaxticket.lottery.optimizer import make_optimizer
@@ -37,8 +35,9 @@ from jaxticket.train.runner import init_seeds
 from jaxticket.workflow.config import ConfigError
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_workflow
+from jaxticket.workflow.setup import model_and_data
 from jaxticket.workflow.store import RunStore, flatten_tree, unflatten_into
-from jaxticket.workflow.training import check_fits, resolve_devices, seed_keys, train_on_devices
+from jaxticket.workflow.training import resolve_devices, seed_keys, train_on_devices
 
 __all__ = ["AT_INIT", "AtInitPhase", "AtInitTrainer", "run_at_init"]
 
@@ -105,17 +104,7 @@ class AtInitTrainer:
     def __init__(self, config: AtInitConfig, devices=None):
         self.config = c = config
         self.devices = resolve_devices(devices, "run_at_init")
-        if c.model not in models_lib.names():
-            valid = ", ".join(models_lib.names())
-            raise ConfigError("model", f"unknown model {c.model!r}; valid: {valid}")
-        data = data_lib.load(c.dataset)
-        self.model = models_lib.get(
-            c.model, input_shape=tuple(data.input_shape), num_classes=data.num_classes
-        )
-        params, _ = jax.eval_shape(self.model.init, jax.random.key(0))
-        self.template = params
-        check_fits(c, data, dense_mask(params))
-        self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
+        self.model, self.template, _, self.data = model_and_data(c)
         if c.method in ("snip", "grasp") and c.score_batch > int(self.data.y_train.shape[0]):
             raise ConfigError(
                 "score_batch",

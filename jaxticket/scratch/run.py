@@ -23,15 +23,12 @@ need them) and the phase's mask, nothing else.
 from __future__ import annotations
 
 import functools
-import types
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxticket import data as data_lib
-from jaxticket import models as models_lib
 from jaxticket.lottery.optimizer import make_optimizer
 from jaxticket.lottery.state import concat, seed_slice, stack_seeds
 from jaxticket.masks import dense_mask
@@ -39,11 +36,11 @@ from jaxticket.pruning import criteria, layerwise, magnitude_pruner, make_pruner
 from jaxticket.scratch.config import ScratchConfig, scratch_b_steps
 from jaxticket.train import train_seeds
 from jaxticket.train.runner import init_seeds
-from jaxticket.workflow.config import ConfigError
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_workflow
+from jaxticket.workflow.setup import model_and_data
 from jaxticket.workflow.store import RunStore, flatten_tree, unflatten_into
-from jaxticket.workflow.training import check_fits, resolve_devices, seed_keys, train_on_devices
+from jaxticket.workflow.training import resolve_devices, seed_keys, train_on_devices
 
 __all__ = [
     "SCRATCH",
@@ -124,26 +121,9 @@ class ScratchTrainer:
     def __init__(self, config: ScratchConfig, devices=None):
         self.config = c = config
         self.devices = resolve_devices(devices, "run_scratch")
-        if c.model not in models_lib.names():
-            valid = ", ".join(models_lib.names())
-            raise ConfigError("model", f"unknown model {c.model!r}; valid: {valid}")
-        data = data_lib.load(c.dataset)
-        options = {"hidden": c.hidden} if c.hidden else {}
-        self.model = models_lib.get(
-            c.model, input_shape=tuple(data.input_shape), num_classes=data.num_classes, **options
+        self.model, self.template, self.state_template, self.data = model_and_data(
+            c, hidden=c.hidden
         )
-        params, model_state = jax.eval_shape(self.model.init, jax.random.key(0))
-        self.template, self.state_template = params, model_state
-        # check_fits reads layer_rates too; this workflow has none.
-        fits = types.SimpleNamespace(
-            val_size=c.val_size,
-            batch_size=c.batch_size,
-            layer_rates=(),
-            dataset=c.dataset,
-            model=c.model,
-        )
-        check_fits(fits, data, dense_mask(params))
-        self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
         # Key streams of config.seed: 0 the dense inits and 1 the data order (as the
         # lottery workflow's level 0), 2 the fresh inits of scratch training.
         self.init_keys, self.data_keys, self.fresh_keys = (

@@ -18,8 +18,6 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxticket import data as data_lib
-from jaxticket import models as models_lib
 from jaxticket.lottery.optimizer import make_optimizer
 from jaxticket.lottery.state import stack_seeds
 from jaxticket.masks import dense_mask
@@ -27,11 +25,11 @@ from jaxticket.optim import get_mask
 from jaxticket.sparse_train.config import SparseTrainConfig, build_method
 from jaxticket.train import train_seeds
 from jaxticket.train.runner import init_seeds
-from jaxticket.workflow.config import ConfigError
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_workflow
+from jaxticket.workflow.setup import model_and_data
 from jaxticket.workflow.store import RunStore, flatten_tree, unflatten_into
-from jaxticket.workflow.training import check_fits, resolve_devices, seed_keys, train_on_devices
+from jaxticket.workflow.training import resolve_devices, seed_keys, train_on_devices
 
 __all__ = ["SPARSE_TRAIN", "PhaseState", "SparseTrainer", "run_sparse_training"]
 
@@ -98,18 +96,7 @@ class SparseTrainer:
     def __init__(self, config: SparseTrainConfig, devices=None):
         self.config = c = config
         self.devices = resolve_devices(devices, "run_sparse_training")
-        if c.model not in models_lib.names():
-            valid = ", ".join(models_lib.names())
-            raise ConfigError("model", f"unknown model {c.model!r}; valid: {valid}")
-        data = data_lib.load(c.dataset)
-        options = {"hidden": c.hidden} if c.hidden else {}
-        self.model = models_lib.get(
-            c.model, input_shape=tuple(data.input_shape), num_classes=data.num_classes, **options
-        )
-        params, _ = jax.eval_shape(self.model.init, jax.random.key(0))
-        self.template = params
-        check_fits(c, data, dense_mask(params))
-        self.data = data_lib.with_validation(data, c.val_size, seed=c.seed)
+        self.model, self.template, _, self.data = model_and_data(c, hidden=c.hidden)
         # Key streams of config.seed, as in the lottery workflow: 0 inits, 1 data order,
         # 2 the starting masks.
         self.init_keys, self.data_keys, self.mask_keys = (
