@@ -281,3 +281,15 @@ def test_at_init_cli_resumes_the_comparisons_run_and_report_reprints_it(comparis
     assert "at-init run" in capsys.readouterr().out
     assert main(["report", str(directory)]) == 0
     assert "vs shuffle" in capsys.readouterr().out
+
+
+def test_early_stopping_waits_for_the_final_sparsity():
+    from jaxticket.workflow.records import early_stop_index
+
+    val = [2.0, 0.5, 0.9, 0.7]
+    assert early_stop_index(val) == 1  # a fixed mask: the lowest loss after step 0
+    # gradual pruning reaches its final 90 % at the third evaluation: the denser network
+    # at index 1 is not the sparse one
+    assert early_stop_index(val, [0.0, 0.5, 0.9, 0.9]) == 3
+    assert early_stop_index([2.0, float("nan"), 1.5]) == 2  # a NaN loss never wins
+    assert early_stop_index([1.0]) == 0

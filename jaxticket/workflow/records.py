@@ -26,7 +26,10 @@ def seed_records(result, mask, seeds: int, **keys: Any) -> list[Record]:
     """The records of one stacked ``TrainResult`` (host arrays), one per seed.
 
     Early stopping picks the evaluation after step 0 with the lowest validation loss
-    (the only one when the history has a single evaluation).
+    (the only one when the history has a single evaluation). When the mask changed
+    during training (a ``"sparsity"`` history, as gradual pruning records), only the
+    evaluations at the run's final sparsity count: an earlier, denser network is not the
+    sparse network the record reports.
 
     Args:
       result: a ``TrainResult`` (or a slice of one) stacked over ``seeds``: its
@@ -54,8 +57,7 @@ def seed_records(result, mask, seeds: int, **keys: Any) -> list[Record]:
     out = []
     for s in range(seeds):
         h = {k: v[s].tolist() for k, v in hist.items()}
-        val = np.asarray(hist["val_loss"][s])
-        best = 1 + int(np.argmin(val[1:])) if len(val) > 1 else 0
+        best = early_stop_index(hist["val_loss"][s], hist.get("sparsity", [None])[s])
         record = {
             **keys,
             "seed": s,
@@ -73,6 +75,25 @@ def seed_records(result, mask, seeds: int, **keys: Any) -> list[Record]:
             record["mask_updates"] = int(np.shape(updates["step"])[-1])
         out.append(record)
     return out
+
+
+def early_stop_index(val_loss, sparsity=None) -> int:
+    """The evaluation early stopping picks: the lowest ``val_loss`` after the first
+    evaluation (index 0 when there is only one), among the evaluations whose ``sparsity``
+    (when given, one per evaluation) has reached its final value."""
+    val = np.asarray(val_loss, dtype=np.float64)
+    if len(val) < 2:
+        return 0
+    allowed = np.ones(len(val), bool)
+    allowed[0] = False
+    if sparsity is not None:
+        sparsity = np.asarray(sparsity, dtype=np.float64)
+        allowed &= sparsity >= sparsity[-1] - 1e-9
+        if not allowed.any():  # the final sparsity only at step 0: nothing trained after it
+            return len(val) - 1
+    # NaN losses (a diverged run) never win; an all-NaN history falls back to the first.
+    masked = np.where(allowed & ~np.isnan(val), val, np.inf)
+    return int(np.argmin(masked)) if np.isfinite(masked).any() else int(np.flatnonzero(allowed)[0])
 
 
 def warn_collapsed(where: str, records: list[Record], *, stacklevel: int = 2) -> None:
