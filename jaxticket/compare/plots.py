@@ -53,6 +53,7 @@ def layer_density_figure(records: list[dict]) -> Figure:
                 lw=1.2,
                 label=method,
                 color=f"C{i % 10}",
+                ls=("-", "--", ":")[(i // 10) % 3],  # ten colours, then dashed, dotted
             )
         ax.set_yscale("log")
         ax.set_xticks(x, [names[p] for p in paths], rotation=60, fontsize="small")

@@ -26,19 +26,19 @@ def new_figure(size=(7, 4.5)) -> tuple[Figure, object]:
     return fig, fig.add_subplot()
 
 
-def band_line(ax, x, per_point, label: str, color: str, *, marker=None) -> None:
+def band_line(ax, x, per_point, label: str, color: str, *, marker=None, ls="-") -> None:
     """The mean of each point's values as a line, with a min–max band.
 
     Args:
       ax: matplotlib axes.
       x: the x positions.
       per_point: for each x, the values over seeds.
-      label, color, marker: of the line.
+      label, color, marker, ls: of the line.
     """
     mean = np.array([np.mean(v) for v in per_point])
     low = np.array([np.min(v) for v in per_point])
     high = np.array([np.max(v) for v in per_point])
-    ax.plot(x, mean, color=color, marker=marker, ms=3, lw=1.5, label=label)
+    ax.plot(x, mean, color=color, marker=marker, ms=3, lw=1.5, label=label, ls=ls)
     ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
 
 
@@ -83,15 +83,20 @@ def metric_figure(
     for i, (group, points) in enumerate(series.items()):
         xs = sorted(points)
         label = ", ".join(f"{k}={v}" for k, v in zip(group_by, group, strict=True)) or y
-        band_line(ax, xs, [points[v] for v in xs], label, f"C{i % 10}", marker="o")
+        if len(group_by) == 1:
+            label = str(group[0])  # the legend's title names the one field
+        # Ten colours, then the same colours dashed, then dotted: no two lines look alike.
+        style = ("-", "--", ":")[(i // 10) % 3]
+        band_line(ax, xs, [points[v] for v in xs], label, f"C{i % 10}", marker="o", ls=style)
     if diverged:
         ax.plot(*np.asarray(diverged).T, ls="none", zorder=5, **DIVERGED_MARK)
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     seeds = len({r.get("seed") for r in records})
-    ax.legend(
-        fontsize="small", title=f"mean of {seeds} seeds, band min–max", title_fontsize="small"
-    )
+    title = f"mean of {seeds} seeds, band min–max"
+    if len(group_by) == 1:
+        title = f"{group_by[0]} ({title})"
+    ax.legend(fontsize="small", title=title, title_fontsize="small")
     ax.grid(True, alpha=0.3)
     return fig
 
