@@ -41,6 +41,7 @@ from jaxticket._paths import leaves_with_paths, map_with_path_str
 from jaxticket.masks import count_alive, dense_mask
 from jaxticket.pruning import global_, magnitude_pruner, make_pruner, neurons
 from jaxticket.train import train_seeds
+from jaxticket.train.checks import check_keys
 from jaxticket.train.runner import init_seeds
 
 PRUNING = ("global", "layerwise", "channels")
@@ -108,13 +109,16 @@ def early_bird(
       channel_pairs: kernel path -> BatchNorm scale path (``"channels"``; default
         :func:`bn_channel_pairs`).
     """
+    check_keys("init_keys", init_keys)  # before the init below uses them
+    _check_int("batch_size", batch_size, 1)
     if every is None:
         every = data.x_train.shape[0] // batch_size
     check_settings(sparsity=sparsity, every=every, window=window, threshold=threshold)
-    if not isinstance(steps, int) or steps // every < window:
+    _check_int("steps", steps, 1)
+    if steps // every < window:
         raise ValueError(
-            f"steps={steps!r} gives {steps // every if isinstance(steps, int) else 0} epochs "
-            f"of every={every} steps; the FIFO needs at least window={window}"
+            f"steps={steps} gives {steps // every} epochs of every={every} steps; the FIFO "
+            f"needs at least window={window}"
         )
     params, state = init_seeds(model)(init_keys)
     template = _template(_first(params), pruning, exclude, channel_pairs)
@@ -141,22 +145,11 @@ def early_bird(
         pruning=pruning,
         channel_pairs=channel_pairs,
     )
+    drawn, params, state, history = jax.device_get((drawn, params, state, result.history))
     masks = jax.tree.map(lambda m: m[:-1], drawn)
     final = jax.tree.map(lambda m: m[-1], drawn)
-    drawn = EarlyBird(
-        steps=ends,
-        total_steps=steps,
-        detected_epoch=None,
-        detected_step=None,
-        distances=None,
-        mask=None,
-        final_mask=jax.device_get(final),
-        masks=jax.device_get(masks),
-        init_params=jax.device_get(params),
-        init_state=jax.device_get(state),
-        history=jax.device_get(result.history),
-    )
-    return redetect(drawn, window=window, threshold=threshold)
+    eb = EarlyBird(ends, steps, None, None, None, None, final, masks, params, state, history)
+    return redetect(eb, window=window, threshold=threshold)
 
 
 def redetect(eb: EarlyBird, *, window: int = 5, threshold: float = 0.1) -> EarlyBird:
@@ -402,7 +395,3 @@ class BatchNormScores:
 
 def _first(tree):
     return jax.tree.map(lambda x: x[0], tree)
-
-
-def _add_axis(tree):
-    return jax.tree.map(lambda x: x[None], tree)
