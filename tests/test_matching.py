@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from hypothesis import given
+from hypothesis import strategies as st
 
 import jaxticket.models as zoo
 from jaxticket.models.resnet import batch_norm
@@ -288,3 +290,34 @@ def test_bad_specs_perms_and_pairs(zoo_nets):
         weight_matching(spec, params, wrong, key=jax.random.key(0))
     with pytest.raises(ValueError, match="max_iter must be at least 1"):
         weight_matching(spec, params, params, key=jax.random.key(0), max_iter=0)
+
+
+def test_stacked_params_are_refused_by_the_derivation(zoo_nets):
+    _, params, _ = zoo_nets["mlp"]
+    stacked = jax.tree.map(lambda x: np.stack([x, x]), params)
+    with pytest.raises(ValueError, match="'dense1/kernel' has shape .*stacked seeds"):
+        permutation_spec(stacked)
+
+
+@given(
+    widths=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    seed=st.integers(0, 2**16),
+)
+def test_a_permutation_then_its_inverse_is_the_identity(widths, seed):
+    rng = np.random.default_rng(seed)
+    params = _mlp_params(jax.random.key(seed), (3, *widths, 2))
+    spec = permutation_spec(params)
+    perms = {n: rng.permutation(w) for n, w in zip(spec, widths, strict=True)}
+    moved, _ = apply_permutation(spec, perms, params)
+    back, _ = apply_permutation(spec, {n: np.argsort(p) for n, p in perms.items()}, moved)
+    assert _same_leaves(params, back)
+    # numpy reference of the same move: rows/columns of each kernel, entries of each bias
+    names = list(params)
+    for i, n in enumerate(names):
+        want = params[n]["kernel"]
+        if i > 0:
+            want = want[perms[names[i - 1]], :]
+        if n in perms:
+            want = want[:, perms[n]]
+            assert np.array_equal(moved[n]["bias"], params[n]["bias"][perms[n]])
+        assert np.array_equal(moved[n]["kernel"], want)

@@ -77,6 +77,12 @@ def permutation_spec(params: Any, model_state: Any = None) -> Spec:
     if "output/kernel" not in paths:
         raise ValueError("permutation_spec: no 'output/kernel' leaf (the readout layer)")
     names = [f"{kind}{i}" for kind, i in chain] + ["output"]
+    for layer in names:
+        _check_kernel(layer, paths)
+    for i in sorted(bns):
+        for leaf in ("scale", "bias"):
+            if f"bn{i}/{leaf}" not in paths:
+                raise ValueError(f"permutation_spec: BatchNorm 'bn{i}' has no {leaf!r} leaf")
     spec: Spec = {}
     for layer, nxt in zip(names[:-1], names[1:], strict=True):
         kernel = paths[f"{layer}/kernel"]
@@ -96,12 +102,28 @@ def permutation_spec(params: Any, model_state: Any = None) -> Spec:
                 f"{'channels (flattened, so a multiple)' if flatten else 'units'}"
             )
         entries.append((f"{nxt}/kernel", len(nxt_kernel) - 2))
-        for path, _ in entries:
-            leaf = paths.get(path, state_paths.get(path))
-            if leaf is not None and path != f"{nxt}/kernel" and np.shape(leaf)[-1] != n:
-                raise ValueError(f"permutation_spec: '{path}' has shape {np.shape(leaf)}, {n}")
+        for path, _ in entries[1:-1]:
+            shape = np.shape(paths.get(path, state_paths.get(path)))
+            if shape != (n,):
+                raise ValueError(
+                    f"permutation_spec: {path!r} has shape {shape}, expected ({n},) for the "
+                    f"{n} units of {layer!r} (stacked seeds? pass one network)"
+                )
         spec[layer] = tuple(entries)
     return spec
+
+
+def _check_kernel(layer: str, paths: Mapping[str, Any]) -> None:
+    if f"{layer}/kernel" not in paths:
+        raise ValueError(f"permutation_spec: layer {layer!r} has no 'kernel' leaf")
+    ndim = len(np.shape(paths[f"{layer}/kernel"]))
+    conv = layer.startswith("conv")
+    if (conv and ndim < 3) or (not conv and ndim != 2):
+        want = "(*window, in, out)" if conv else "(in, out)"
+        raise ValueError(
+            f"permutation_spec: '{layer}/kernel' has shape {np.shape(paths[f'{layer}/kernel'])}"
+            f", expected {want} (stacked seeds? pass one network)"
+        )
 
 
 def _bn_owner(layers: set[tuple[str, int]], i: int) -> str:
