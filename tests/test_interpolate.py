@@ -208,6 +208,8 @@ def test_bad_inputs(mlp_seeds):
         path_errors(MLP, params, state, DATA, split="val")
     with pytest.raises(ValueError, match="dense1/kernel"):
         path_errors(MLP, jax.tree.map(lambda x: x[0], params), state, DATA)
+    with pytest.raises(TypeError, match="Dataset"):
+        path_errors(MLP, params, state, (DATA.x_test, DATA.y_test))
     with pytest.raises(ValueError, match="exactly 0 to exactly"):
         barriers(np.zeros((1, 3)), [0.1, 0.5, 1.0])
 
@@ -269,6 +271,8 @@ def test_batchnorm_recomputed_equals_numpy_batch_statistics():
     alphas = np.array([0.0, 0.5, 1.0], np.float32)
     r = path_errors(model, params, state, data, alphas=alphas, bn_batches=3, bn_batch_size=16)
     assert r.batchnorm_recomputed
+    with pytest.raises(ValueError, match=r"bn_batches\*bn_batch_size = 1600 training"):
+        path_errors(model, params, state, data, bn_batches=100, bn_batch_size=16)
     xt, yt = np.asarray(data.x_test, np.float64), np.asarray(data.y_test)
     for a, alpha in enumerate(alphas):
         mixed = _np_mix(_seed(params, 0), _seed(params, 1), alpha)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["has_state", "recompute_batchnorm"]
+from jaxticket.train.checks import check_int
+
+__all__ = ["has_state", "recompute_batchnorm", "training_batches"]
 
 # The probe state is this many times (1 + |first batch's statistic|), so the rounding error
 # in m = (s_probe - s_zero) / probe stays ~ float eps whatever the statistics' scale.
@@ -74,3 +76,20 @@ def recompute_batchnorm(apply, params, model_state, batches, *, key=None):
         return jnp.where(updated, mean_stat, old).astype(old.dtype)
 
     return jax.tree.map(estimate, model_state, scaled, first, probe, probed)
+
+
+def training_batches(data, num: int, size: int) -> jax.Array:
+    """The first ``num * size`` training inputs of ``data`` as ``num`` batches of ``size``.
+
+    Raises:
+      ValueError/TypeError: ``num`` or ``size`` not a positive int, or too few examples.
+    """
+    num = check_int("BatchNorm recomputation: bn_batches", num, minimum=1)
+    size = check_int("BatchNorm recomputation: bn_batch_size", size, minimum=1)
+    have = int(data.x_train.shape[0])
+    if num * size > have:
+        raise ValueError(
+            f"BatchNorm recomputation needs bn_batches*bn_batch_size = {num * size} training "
+            f"examples, data set {data.name!r} has {have}"
+        )
+    return data.x_train[: num * size].reshape(num, size, *data.x_train.shape[1:])

@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxticket._paths import leaves_with_paths
 from jaxticket.models.base import check_tree
-from jaxticket.stability.batchnorm import has_state, recompute_batchnorm
+from jaxticket.stability.batchnorm import has_state, recompute_batchnorm, training_batches
 from jaxticket.train.cache_key import ByValue
 from jaxticket.train.checks import check_int
 from jaxticket.train.evaluate import evaluate
@@ -128,13 +128,19 @@ def path_errors(
     *,
     split: str = "test",
     batch_size: int = 1024,
-    networks_per_step: int = 32,
+    networks_per_step: int = 16,
     recompute_batchnorm: bool | None = None,
     bn_batches: int = 8,
     bn_batch_size: int = 128,
     extrapolate: bool = False,
 ) -> PathResult:
     """Error and loss of every pair's interpolated networks at every α, in one program.
+
+    The inputs are checked here (concrete values), then one cached, compiled program maps
+    over all ``P * A`` (pair, α) points in chunks of ``networks_per_step`` vmapped
+    networks: each chunk slices its end points from the stacked seeds, interpolates params
+    and state, recomputes BatchNorm statistics if asked, and evaluates the split with
+    :func:`jaxticket.train.evaluate.evaluate` (eval mode). Call it outside ``jit``.
 
     Args:
       model: a zoo ``Model``.
@@ -181,7 +187,7 @@ def path_errors(
         )
     bn_x = jnp.zeros((0, 0, *x.shape[1:]), x.dtype)
     if recompute:
-        bn_x = _bn_batches(data, bn_batches, bn_batch_size)
+        bn_x = training_batches(data, bn_batches, bn_batch_size)
     program = _program(ByValue(model), recompute, batch_size, networks_per_step)
     errors, losses = program(
         params, model_state, jnp.asarray(pairs), jnp.asarray(alphas), x, y, bn_x
@@ -322,24 +328,16 @@ def _check_pairs(pairs: Any, n: int) -> np.ndarray:
 
 
 def _split(data, split: str):
+    if not all(hasattr(data, f"{w}_train") for w in "xy"):
+        raise TypeError(
+            f"path_errors: data must be a jaxticket.data.Dataset, got {type(data).__name__}"
+        )
     if split not in ("test", "val", "train"):
         raise ValueError(f"path_errors: split must be 'test', 'val' or 'train', got {split!r}")
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     if x is None or y is None:
         raise ValueError(f"path_errors: data set {data.name!r} has no {split!r} split")
     return x, y
-
-
-def _bn_batches(data, num: int, size: int) -> jax.Array:
-    num = check_int("path_errors: bn_batches", num, minimum=1)
-    size = check_int("path_errors: bn_batch_size", size, minimum=1)
-    have = int(data.x_train.shape[0])
-    if num * size > have:
-        raise ValueError(
-            f"path_errors: BatchNorm recomputation needs bn_batches*bn_batch_size = {num * size} "
-            f"training examples, data set {data.name!r} has {have}"
-        )
-    return data.x_train[: num * size].reshape(num, size, *data.x_train.shape[1:])
 
 
 @functools.lru_cache(maxsize=16)
