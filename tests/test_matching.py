@@ -128,6 +128,10 @@ def test_batchnorm_model_permutes_scale_bias_and_statistics():
     assert all(np.allclose(want["bn1"][s], new2["bn1"][s], atol=1e-6) for s in ("mean", "var"))
     with pytest.raises(ValueError, match="pass model_state="):
         permutation_spec(params)
+    # Matching uses params only; the statistics follow when the permutation is applied.
+    found = weight_matching(spec, params, p2, key=jax.random.key(0))
+    back_p, back_s = apply_permutation(spec, found, p2, s2)
+    assert _same_leaves(params, back_p) and _same_leaves(state, back_s)
 
 
 def test_vgg16_spec_moves_batchnorm_with_its_conv():

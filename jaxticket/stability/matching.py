@@ -14,6 +14,7 @@ The specs and their application live in :mod:`jaxticket.stability.permutations`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -58,11 +59,8 @@ def weight_matching(spec, params_a, params_b, *, key: jax.Array, max_iter: int =
     if max_iter < 1:
         raise ValueError(f"weight_matching: max_iter must be at least 1, got {max_iter}")
     a, b = _check_pair(params_a, params_b)
-    spec, sizes = check_spec(spec, params_a)
-    moves = {p: m for p, m in leaf_moves(spec).items() if p in a}
-    for name, entries in spec.items():
-        if not any(p in a for p, _ in entries):
-            raise ValueError(f"weight_matching: permutation {name!r} touches no params leaf")
+    spec, sizes = check_spec(_params_entries(spec, a), params_a)
+    moves = leaf_moves(spec)
     # The sweep orders come from a numpy generator seeded by the key's bits: no compiled
     # JAX program per call, and the same key gives the same orders.
     seed = _key_bits(key)
@@ -203,6 +201,20 @@ def _similarity(name, n, a, b, moves, perms) -> np.ndarray:
                 wb = permute_axis(wb, perms[other], axis)
         sim += unit_rows(a[path], own[0], n) @ unit_rows(wb, own[0], n).T
     return sim
+
+
+def _params_entries(spec: Any, a: dict) -> Any:
+    # Running statistics (model_state leaves) do not enter the objective: keep the entries
+    # on params leaves; apply_permutation checks the others against the state.
+    if not isinstance(spec, Mapping):
+        return spec
+    out = {}
+    for name, entries in spec.items():
+        kept = [e for e in entries if not (isinstance(e, tuple | list) and e and e[0] not in a)]
+        if entries and not kept:
+            raise ValueError(f"weight_matching: permutation {name!r} touches no params leaf")
+        out[name] = kept
+    return out
 
 
 def _key_bits(key: Any) -> list[int]:
