@@ -2,8 +2,8 @@
 
 Two Python processes on localhost (``jax.distributed.initialize``, gloo CPU collectives,
 2 CPU devices each: 4 global devices) train 4 seeds (and 3, padded to fill the mesh) of a
-tiny MLP on digit-shaped data with ``train_seeds_global``; a third process runs the same code with
-one process over 4 CPU devices. Every gathered result must be bitwise equal to the
+tiny MLP on digit-shaped data with ``train_seeds_global``; a third process runs the same
+code with one process over 4 CPU devices. Every gathered result must be bitwise equal to the
 one-process one, on both processes (``tests/test_sharding.py`` checks that a one-process
 seed mesh gives ``train_seeds``'s plain results). The device count is fixed when JAX
 starts, so every run is a fresh interpreter, each with a timeout.
@@ -62,6 +62,7 @@ WORKER = textwrap.dedent(
 
     import jaxticket.models
     from jaxticket.data import Dataset
+    from jaxticket.train.compiled import init_seeds
     from jaxticket.train.distributed import global_seed_mesh, train_seeds_global
     from jaxticket.workflow.training import seed_keys
 
@@ -85,6 +86,12 @@ WORKER = textwrap.dedent(
         for path, leaf in leaves:
             assert type(leaf) is np.ndarray and leaf.shape[0] == n, (path, type(leaf))
             saved[f"{n}{jax.tree_util.keystr(path)}"] = leaf
+    # Given params (host values of every seed, padded like the keys) give the same run.
+    params, state = jax.device_get(init_seeds(model)(init_keys))
+    given = train_seeds_global(model, data, opt, init_keys=init_keys, data_keys=data_keys,
+                               params=params, model_state=state, **settings)
+    for (path, a), b in zip(leaves, jax.tree.leaves(given), strict=True):
+        assert np.array_equal(a, b), jax.tree_util.keystr(path)
     np.savez(out, **saved)
     print("ok", pid)
     """
