@@ -17,4 +17,4 @@ compare() {  # name, then the flags
 }
 compare lenet_mnist1d --model lenet_300_100 --dataset mnist1d
 compare lenet_digits --model lenet_300_100 --dataset digits --val-size 200
-compare cnn1d_mnist1d --model cnn1d --dataset mnist1d --steps 1500
+compare cnn1d_mnist1d --model cnn1d --dataset mnist1d --steps 500 --eval-every 50 --imp-fraction 0.5
