@@ -144,8 +144,13 @@ def train_seeds_global(
 def _gather(tree, replicated: NamedSharding):
     """``tree``'s global arrays as host NumPy arrays on every process: one all-gather
     program for the whole tree (``process_allgather`` compiles one per leaf shape)."""
-    full = jax.jit(lambda t: t, out_shardings=replicated)(tree)
+    # A module-level function, so a repeated call (the next IMP level) reuses the program.
+    full = jax.jit(_identity, out_shardings=replicated)(tree)
     return jax.tree.map(np.asarray, jax.device_get(full))
+
+
+def _identity(tree):
+    return tree
 
 
 def _host_keys(keys, name: str):
