@@ -57,7 +57,8 @@ def seed_records(result, mask, seeds: int, **keys: Any) -> list[Record]:
     out = []
     for s in range(seeds):
         h = {k: v[s].tolist() for k, v in hist.items()}
-        best = early_stop_index(hist["val_loss"][s], hist.get("sparsity", [None])[s])
+        sparsity = hist["sparsity"][s] if "sparsity" in hist else None
+        best = early_stop_index(hist["val_loss"][s], sparsity)
         record = {
             **keys,
             "seed": s,
