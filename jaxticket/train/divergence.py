@@ -16,6 +16,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 
 class DivergenceWarning(UserWarning):
@@ -45,6 +46,10 @@ def warn_if_diverged(diverged_step, *, stacklevel: int = 2) -> None:
         to the host here: call it after the run.
       stacklevel: passed to ``warnings.warn``.
     """
+    if isinstance(diverged_step, jax.Array) and not diverged_step.is_fully_addressable:
+        # Seeds spread over processes (``jaxticket.train.distributed``): every process runs
+        # this after the same run, so gathering (a collective) is safe; all warn alike.
+        diverged_step = multihost_utils.process_allgather(diverged_step, tiled=True)
     steps = np.atleast_1d(np.asarray(jax.device_get(diverged_step)))
     seeds = np.flatnonzero(steps >= 0)
     if seeds.size == 0:
