@@ -186,6 +186,16 @@ def expected_hamming(k1: int, k2: int, n: int) -> float:
     return (k1 + k2 - 2 * k1 * k2 / n) / n if n else 0.0
 
 
+def pairs_mean(matrix: np.ndarray) -> float:
+    """The mean of a square matrix's off-diagonal entries (every pair i != j once per
+    order); NaN for a 1 × 1 matrix."""
+    m = np.asarray(matrix, dtype=np.float64)
+    n = m.shape[0]
+    if n < 2:
+        return float("nan")
+    return float((m.sum() - np.trace(m)) / (n * (n - 1)))
+
+
 # --------------------------------------------------------------------------------------
 # helpers
 
@@ -303,13 +313,3 @@ def _check_counts(k1, k2, n, what: str) -> None:
 
 def _log_comb(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-
-
-def pairs_mean(matrix: np.ndarray) -> float:
-    """The mean of a square matrix's off-diagonal entries (every pair i != j once per
-    order); NaN for a 1 × 1 matrix."""
-    m = np.asarray(matrix, dtype=np.float64)
-    n = m.shape[0]
-    if n < 2:
-        return float("nan")
-    return float((m.sum() - np.trace(m)) / (n * (n - 1)))
