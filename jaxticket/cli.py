@@ -48,6 +48,14 @@ WORKFLOW_COMMANDS = (
         "resumable.",
     ),
     (
+        "overlap",
+        "jaxticket.stability.overlap_command",
+        "mask overlap (Jaccard, Hamming) across seeds, levels and methods of finished runs",
+        "Reads one level of each run directory (a compare directory: each of its runs), "
+        "prints the N x N Jaccard and normalized-Hamming matrices, a per-layer summary "
+        "against random masks with the same per-layer counts, and writes a heatmap PNG.",
+    ),
+    (
         "compare",
         "jaxticket.compare.command",
         "compare every method (imp, at-init, sparse training) on equal terms",
