@@ -64,6 +64,10 @@ Workflows (``jaxticket.at_init``, ``jaxticket.scratch``, ``jaxticket.compare``)
   magnitude-pruned network against Scratch-E / Scratch-B (``jaxticket scratch``);
   ``CompareConfig``, ``run_compare``: every method with the same model, data order,
   steps, seeds and sparsities, one table and plots (``jaxticket compare``).
+Stability (``jaxticket.stability``)
+  Linear-mode-connectivity barriers of stacked seeds (``path_errors``, ``barriers``), weight
+  matching (``permutation_spec``, ``weight_matching``), mask overlap (``overlap_matrix``,
+  ``random_baseline``, ``masks_from_run``) and early-bird tickets (``early_bird``).
 Workflows (``jaxticket.sparse_train``)
   ``SparseTrainConfig``, ``run_sparse_training``: one sparse-training method at several
   target sparsities, seeds vmapped, resumable (``jaxticket sparse-train``); its
@@ -101,6 +105,7 @@ from jaxticket import (
     scratch,
     sparse,
     sparse_train,
+    stability,
     train,
     workflow,
 )
@@ -233,6 +238,7 @@ __all__ = [
     "scratch",
     "sparse",
     "sparse_train",
+    "stability",
     "sparsity",
     "sparsity_by_leaf",
     "topk_mask",
