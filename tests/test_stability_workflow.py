@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 
 import jax
@@ -17,8 +18,7 @@ import pytest
 
 from jaxticket import data as data_lib
 from jaxticket import models
-from jaxticket.lottery.config import LotteryConfig
-from jaxticket.lottery.imp import run_lottery
+from jaxticket.masks import dense_mask
 from jaxticket.stability import command, run
 from jaxticket.stability.config import StabilityConfig
 from jaxticket.stability.run import run_stability, sweep_keys, within_parent_pairs
@@ -86,11 +86,11 @@ def test_snapshot_at_zero_is_the_init(finished):
     model = models.get("mlp", input_shape=tuple(data.input_shape), num_classes=data.num_classes)
     for s in range(2):
         key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 0), s)
-        init = flatten_tree(model.init(key)[0], "theta0/params")
+        init = flatten_tree(model.init(key)[0])
         for name, leaf in init.items():
-            np.testing.assert_allclose(arrays[name][s], leaf, rtol=0, atol=1e-7)
-        moved = flatten_tree(model.init(key)[0], "theta1/params")
-        assert any(not np.allclose(arrays[n][s], v) for n, v in moved.items())  # k=10 trained
+            np.testing.assert_allclose(arrays[f"theta0/params/{name}"][s], leaf, rtol=0, atol=1e-7)
+        moved = [not np.allclose(arrays[f"theta1/params/{n}"][s], v) for n, v in init.items()]
+        assert any(moved)  # θ_10 has trained
     assert [r["variant"] for r in parents] == ["parent", "parent"]
 
 
@@ -116,9 +116,24 @@ def test_rerun_loads_every_phase(finished):
     assert sum("finished earlier, loaded" in line for line in lines) == 4
 
 
-def test_ticket_copies_keep_pruned_weights_zero(tmp_path, monkeypatch):
-    lottery = LotteryConfig(levels=1, **TINY)
-    store, _ = run_lottery(lottery, out_dir=str(tmp_path / "lottery"))
+def tiny_lottery_run(root) -> RunStore:
+    """A lottery run directory as run_lottery stores one (level 0 dense, level 1 a ticket
+    mask per seed: random, about half the weights of each layer kept)."""
+    data = data_lib.load("digits")
+    model = models.get("mlp", input_shape=tuple(data.input_shape), num_classes=data.num_classes)
+    template = flatten_tree(dense_mask(jax.eval_shape(model.init, jax.random.key(0))[0]))
+    rng = np.random.default_rng(0)
+    config = {**CONFIG.training_settings(), "levels": 1, "rewind": 0}
+    store = RunStore.open(root, config, name="lottery-mlp-digits")
+    dense = {f"mask/{p}": np.ones((2, *m.shape), bool) for p, m in template.items()}
+    store.save_level(0, dense, [])
+    ticket = {k: rng.random(v.shape) < 0.5 for k, v in dense.items()}
+    store.save_level(1, ticket, [])
+    return store
+
+
+def test_ticket_copies_keep_pruned_weights_zero(finished, tmp_path, monkeypatch):
+    lottery = tiny_lottery_run(tmp_path / "lottery")
     trained = []
     original = run.train_seeds
 
@@ -128,23 +143,27 @@ def test_ticket_copies_keep_pruned_weights_zero(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(run, "train_seeds", spy)
-    config = StabilityConfig(rewind_steps=(10,), alphas=5, lottery_run=str(store.run_dir), **TINY)
+    # The dense run's training settings: the same compiled programs.
+    config = dataclasses.replace(CONFIG, match=False, lottery_run=str(lottery.run_dir))
     out, records = run_stability(config, out_dir=str(tmp_path / "out"))
-    masks = RunStore(store.run_dir).load_level(1)[0]
-    mask = {k.removeprefix("mask/"): np.asarray(v) for k, v in masks.items() if k[:5] == "mask/"}
-    mask_given, children = trained[1]  # phase 0 trains the dense parents, phase 1 the copies
-    alive = flatten_tree(mask_given)
-    for path, m in mask.items():
-        assert np.array_equal(alive[path], np.repeat(m, 2, axis=0))  # parent s: rows 2s, 2s+1
-    for path, leaf in flatten_tree(children.params).items():
-        if path in mask:
-            pruned = ~np.repeat(mask[path], 2, axis=0)
-            assert pruned.any() and np.all(np.asarray(leaf)[pruned] == 0)
+    stored = lottery.load_level(1)[0]
+    mask = {k.removeprefix("mask/"): v for k, v in stored.items()}
+    assert len(trained) == 3  # the dense parents, then the copies at k = 0 and k = 10
+    for mask_given, children in trained[1:]:
+        given = flatten_tree(mask_given)
+        for path, m in mask.items():
+            assert np.array_equal(given[path], np.repeat(m, 2, axis=0))  # parent s: 2s, 2s+1
+        for path, leaf in flatten_tree(children.params).items():
+            if path in mask:
+                pruned = ~np.repeat(mask[path], 2, axis=0)
+                assert pruned.any() and np.all(np.asarray(leaf)[pruned] == 0)
     theta = out.load_level(0)[0]
-    for path, m in mask.items():
-        assert np.all(theta[f"theta0/params/{path}"][~m] == 0)  # θ_k is the masked snapshot
+    for i in (0, 1):
+        for path, m in mask.items():
+            assert np.all(theta[f"theta{i}/params/{path}"][~m] == 0)  # θ_k: masked snapshot
+            assert np.any(theta[f"theta{i}/params/{path}"][m] != 0)
     rows = sweep(records)
-    assert [r["variant"] for r in rows] == ["ticket", "ticket"]
+    assert [(r["variant"], r["mask_rewind"]) for r in rows] == [("ticket", 0)] * 4
     for r in rows:
         s = r["seed"]
         alive = sum(int(m[s].sum()) for m in mask.values())
@@ -177,6 +196,16 @@ def test_bad_lottery_run_is_refused_before_training(tmp_path):
     with pytest.raises(ConfigError, match="not a run directory") as err:
         run_stability(config, out_dir=str(tmp_path))
     assert err.value.field == "lottery_run"
+    lottery = tiny_lottery_run(tmp_path / "lottery")
+    other = dataclasses.replace(CONFIG, match=False, lottery_run=str(lottery.run_dir), seed=1)
+    with pytest.raises(ConfigError, match="trained with seed=0") as err:
+        run_stability(other, out_dir=str(tmp_path))
+    assert err.value.field == "lottery_run"
+    with pytest.raises(ConfigError, match="lottery_run holds 2 masks") as err:
+        run_stability(dataclasses.replace(other, seed=0, seeds=3), out_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="no finished level 4") as err:
+        run_stability(dataclasses.replace(other, seed=0, level=4), out_dir=str(tmp_path))
+    assert err.value.field == "level"
     with pytest.raises(ConfigError, match="cannot be weight-matched") as err:
         run_stability(StabilityConfig(**{**TINY, "model": "resnet20"}, match=True), out_dir="x")
 

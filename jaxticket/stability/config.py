@@ -36,8 +36,9 @@ class StabilityConfig(TrainingSettings):
     alphas: int = field(30, "points α of the path grid in [0, 1] (endpoints included)")
     lottery_run: str = field(
         "",
-        "a finished lottery run directory: analyse its ticket mask (of level) applied to the "
-        "parents' θ_k instead of the dense network ('' = dense)",
+        "a finished lottery run directory with these training settings: analyse its ticket "
+        "masks (of level) applied to the parents' θ_k instead of the dense network ('' = "
+        "dense); every k uses these masks (for IMP rewound to k, one lottery run per k)",
     )
     level: int = field(
         -1, "the lottery run's level whose masks are used (-1: its last finished level)"

@@ -45,6 +45,7 @@ from jaxticket.train.runner import init_seeds
 from jaxticket.workflow.config import ConfigError
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_workflow
+from jaxticket.workflow.settings import TRAINING_FIELDS
 from jaxticket.workflow.setup import model_and_data
 from jaxticket.workflow.store import RunStore, flatten_tree, unflatten_into
 from jaxticket.workflow.training import resolve_devices, seed_keys, stream_key, train_on_devices
@@ -97,7 +98,8 @@ def run_stability(
       copies of one parent: ``phase``, ``rewind_step``, ``variant`` (``"dense"`` or
       ``"ticket"``), ``seed`` (the parent), ``copies`` (the pair), ``barrier``, ``errors``
       (over the α grid, also ``alphas``), ``end_errors``, ``batchnorm_recomputed``,
-      ``copy_test_accuracy`` (final, each copy), ``remaining``, ``diverged``,
+      ``copy_test_accuracy`` (final, each copy), ``remaining``, ``mask_rewind`` (the
+      lottery run's rewind step; ``None`` dense), ``diverged``,
       ``diverged_step``, ``collapsed``; the match phase one per (seed s, s + 1):
       ``barrier_before``, ``barrier_after``, ``errors_before``, ``errors_after``,
       ``end_errors_before``, ``end_errors_after``.
@@ -138,7 +140,12 @@ class StabilityRunner:
         )
         self.init_batch = init_seeds(self.model)
         self.alphas = alpha_grid(c.alphas)
-        self.ticket = _ticket_masks(c, self.template) if c.lottery_run else None
+        self.ticket, self.mask_rewind = None, None
+        if c.lottery_run:
+            self.ticket, self.mask_rewind = _ticket_masks(c, self.template)
+        # The copies always train with a mask per seed (all ones when dense), so a dense
+        # and a ticket analysis of one training setting share their compiled programs.
+        self.masks = self.ticket if c.lottery_run else _ones(self.template, c.seeds)
         self.spec = _matching_spec(self.model) if c.match else None
         self.parents: Parents | None = None
 
@@ -179,9 +186,7 @@ class StabilityRunner:
             for p, s in result.snapshots
         )
         self.parents = Parents(thetas, (result.params, result.model_state), self.ticket)
-        dense = jax.tree.map(
-            lambda m: np.ones((c.seeds, *m.shape), bool), dense_mask(self.template)
-        )
+        dense = _ones(self.template, c.seeds)
         records = seed_records(result, dense, c.seeds, phase=0, variant="parent")
         return self.parents, records
 
@@ -190,7 +195,7 @@ class StabilityRunner:
         k = c.rewind_steps[phase - 1]
         theta, theta_state = self.parents.thetas[phase - 1]
         repeat = lambda tree: jax.tree.map(lambda x: np.repeat(np.asarray(x), c.copies, 0), tree)  # noqa: E731
-        mask = None if self.ticket is None else repeat(self.ticket)
+        mask = repeat(self.masks)
         keys = sweep_keys(c)
         result = train_on_devices(
             train_seeds,
@@ -207,7 +212,7 @@ class StabilityRunner:
             params=repeat(theta),
             model_state=repeat(theta_state),
             mask=mask,
-            mask_per_seed=mask is not None,
+            mask_per_seed=True,
             show_progress=show_progress,
         )
         pairs = within_parent_pairs(c.seeds, c.copies)
@@ -217,12 +222,7 @@ class StabilityRunner:
         errors = np.asarray(path.errors)
         barrier = np.asarray(barriers(errors, self.alphas))
         runs = c.seeds * c.copies
-        full = mask
-        if full is None:
-            full = jax.tree.map(
-                lambda m: np.ones((runs, *m.shape), bool), dense_mask(self.template)
-            )
-        children = seed_records(result, full, runs)
+        children = seed_records(result, mask, runs)
         records = []
         for p, (i, j) in enumerate(pairs.tolist()):
             a, b = children[i], children[j]
@@ -240,6 +240,7 @@ class StabilityRunner:
                     "batchnorm_recomputed": bool(path.batchnorm_recomputed),
                     "copy_test_accuracy": [a["test_accuracy_final"], b["test_accuracy_final"]],
                     "remaining": a["remaining"],
+                    "mask_rewind": self.mask_rewind,
                     "collapsed": sorted(set(a["collapsed"]) | set(b["collapsed"])),
                     "diverged": a["diverged"] or b["diverged"],
                     "diverged_step": max(a["diverged_step"], b["diverged_step"]),
@@ -330,9 +331,20 @@ class StabilityRunner:
         return self.parents
 
 
-def _ticket_masks(c: StabilityConfig, template) -> Any:
+# Training fields a ticket analysis may set apart from its lottery run: they do not change
+# the dense parents (evaluation, how many of its seeds, the pruning floor).
+_FREE_FIELDS = ("seeds", "eval_every", "min_keep")
+
+
+def _ones(template, seeds: int) -> Any:
+    """The dense mask of ``template`` stacked over ``seeds`` (host ``bool`` arrays)."""
+    return jax.tree.map(lambda m: np.ones((seeds, *m.shape), bool), dense_mask(template))
+
+
+def _ticket_masks(c: StabilityConfig, template) -> tuple[Any, int | None]:
     """The first ``seeds`` ticket masks of ``c.lottery_run`` (level ``c.level``), stacked
-    in the model's mask structure, or a ``ConfigError`` on ``lottery_run``/``level``."""
+    in the model's mask structure, and the lottery run's rewind step; or a ``ConfigError``
+    on ``lottery_run``/``level``/``seeds``."""
     run = Path(c.lottery_run)
     try:
         meta = json.loads((run / "config.json").read_text(encoding="utf-8"))
@@ -343,11 +355,13 @@ def _ticket_masks(c: StabilityConfig, template) -> Any:
         ) from None
     if not str(meta.get("name", run.name)).startswith("lottery"):
         raise ConfigError("lottery_run", f"lottery_run {str(run)!r} is not a lottery run")
-    for name in ("model", "dataset"):
-        if other.get(name) != getattr(c, name):
+    for name in TRAINING_FIELDS:
+        if name not in _FREE_FIELDS and other.get(name) != getattr(c, name):
             raise ConfigError(
                 "lottery_run",
-                f"lottery_run has {name}={other.get(name)!r}, this analysis {getattr(c, name)!r}",
+                f"lottery_run was trained with {name}={other.get(name)!r}, this analysis has "
+                f"{getattr(c, name)!r}; the ticket's masks belong to the lottery run's dense "
+                "networks, so the training settings must match",
             )
     try:
         found = masks_from_run(run, level=None if c.level == -1 else c.level)
@@ -371,7 +385,7 @@ def _ticket_masks(c: StabilityConfig, template) -> Any:
                 f"lottery_run mask {path!r} has shape {list(m.shape[1:])}, the model "
                 f"{list(shapes[path])}",
             )
-    return mask
+    return mask, other.get("rewind")
 
 
 def _matching_spec(model):
