@@ -24,8 +24,6 @@ or loaded it (``run_workflow`` runs or loads the phases in order).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -38,14 +36,12 @@ from jaxticket.stability.batchnorm import has_state
 from jaxticket.stability.config import StabilityConfig
 from jaxticket.stability.interpolate import all_pairs, alpha_grid, barriers, path_errors
 from jaxticket.stability.matching import weight_matching
-from jaxticket.stability.overlap_runs import masks_from_run
-from jaxticket.stability.permutations import apply_permutation, permutation_spec
+from jaxticket.stability.permutations import apply_permutation
+from jaxticket.stability.run_inputs import dense_masks, matching_spec, ticket_masks
 from jaxticket.train import train_seeds
 from jaxticket.train.runner import init_seeds
-from jaxticket.workflow.config import ConfigError
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_workflow
-from jaxticket.workflow.settings import TRAINING_FIELDS
 from jaxticket.workflow.setup import model_and_data
 from jaxticket.workflow.store import RunStore, flatten_tree, unflatten_into
 from jaxticket.workflow.training import resolve_devices, seed_keys, stream_key, train_on_devices
@@ -142,11 +138,11 @@ class StabilityRunner:
         self.alphas = alpha_grid(c.alphas)
         self.ticket, self.mask_rewind = None, None
         if c.lottery_run:
-            self.ticket, self.mask_rewind = _ticket_masks(c, self.template)
+            self.ticket, self.mask_rewind = ticket_masks(c, self.template)
         # The copies always train with a mask per seed (all ones when dense), so a dense
         # and a ticket analysis of one training setting share their compiled programs.
-        self.masks = self.ticket if c.lottery_run else _ones(self.template, c.seeds)
-        self.spec = _matching_spec(self.model) if c.match else None
+        self.masks = self.ticket if c.lottery_run else dense_masks(self.template, c.seeds)
+        self.spec = matching_spec(self.model) if c.match else None
         self.parents: Parents | None = None
 
     # -- phases ----------------------------------------------------------------------
@@ -186,7 +182,7 @@ class StabilityRunner:
             for p, s in result.snapshots
         )
         self.parents = Parents(thetas, (result.params, result.model_state), self.ticket)
-        dense = _ones(self.template, c.seeds)
+        dense = dense_masks(self.template, c.seeds)
         records = seed_records(result, dense, c.seeds, phase=0, variant="parent")
         return self.parents, records
 
@@ -273,7 +269,7 @@ class StabilityRunner:
             stack(aligned_p),
             after_state,
             self.data,
-            2 * pairs[:, :1] + np.array([[0, 1]], np.int32),
+            np.stack([2 * pairs[:, 0], 2 * pairs[:, 0] + 1], axis=1),  # [p_s, matched p_s+1]
             self.alphas,
         )
         eb, ea = np.asarray(before.errors), np.asarray(after.errors)
@@ -329,75 +325,6 @@ class StabilityRunner:
             mask = jax.tree.map(np.asarray, unflatten_into(dense_mask(self.template), flat, "mask"))
         self.parents = Parents(thetas, tree("final"), mask)
         return self.parents
-
-
-# Training fields a ticket analysis may set apart from its lottery run: they do not change
-# the dense parents (evaluation, how many of its seeds, the pruning floor).
-_FREE_FIELDS = ("seeds", "eval_every", "min_keep")
-
-
-def _ones(template, seeds: int) -> Any:
-    """The dense mask of ``template`` stacked over ``seeds`` (host ``bool`` arrays)."""
-    return jax.tree.map(lambda m: np.ones((seeds, *m.shape), bool), dense_mask(template))
-
-
-def _ticket_masks(c: StabilityConfig, template) -> tuple[Any, int | None]:
-    """The first ``seeds`` ticket masks of ``c.lottery_run`` (level ``c.level``), stacked
-    in the model's mask structure, and the lottery run's rewind step; or a ``ConfigError``
-    on ``lottery_run``/``level``/``seeds``."""
-    run = Path(c.lottery_run)
-    try:
-        meta = json.loads((run / "config.json").read_text(encoding="utf-8"))
-        other = meta.get("config") or {}
-    except (OSError, ValueError, AttributeError):
-        raise ConfigError(
-            "lottery_run", f"lottery_run {str(run)!r} is not a run directory (no config.json)"
-        ) from None
-    if not str(meta.get("name", run.name)).startswith("lottery"):
-        raise ConfigError("lottery_run", f"lottery_run {str(run)!r} is not a lottery run")
-    for name in TRAINING_FIELDS:
-        if name not in _FREE_FIELDS and other.get(name) != getattr(c, name):
-            raise ConfigError(
-                "lottery_run",
-                f"lottery_run was trained with {name}={other.get(name)!r}, this analysis has "
-                f"{getattr(c, name)!r}; the ticket's masks belong to the lottery run's dense "
-                "networks, so the training settings must match",
-            )
-    try:
-        found = masks_from_run(run, level=None if c.level == -1 else c.level)
-    except ValueError as e:
-        raise ConfigError("level", str(e)) from None
-    have = len(found.labels)
-    if have < c.seeds:
-        raise ConfigError("seeds", f"seeds={c.seeds} but lottery_run holds {have} masks")
-    flat = {
-        f"mask/{path}": np.asarray(m[: c.seeds]).astype(bool) for path, m in found.masks.items()
-    }
-    try:
-        mask = unflatten_into(dense_mask(template), flat, "mask")
-    except ValueError as e:
-        raise ConfigError("lottery_run", f"lottery_run masks do not fit {c.model!r}: {e}") from None
-    shapes = {path: tuple(t.shape) for path, t in flatten_tree(template).items()}
-    for path, m in flatten_tree(mask).items():
-        if tuple(m.shape[1:]) != shapes[path]:
-            raise ConfigError(
-                "lottery_run",
-                f"lottery_run mask {path!r} has shape {list(m.shape[1:])}, the model "
-                f"{list(shapes[path])}",
-            )
-    return mask, other.get("rewind")
-
-
-def _matching_spec(model):
-    """The model's permutation spec, or a ``ConfigError`` on ``match`` saying why not."""
-    params, state = jax.eval_shape(model.init, jax.random.key(0))
-    params, state = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), (params, state))
-    try:
-        return permutation_spec(params, state if has_state(state) else None)
-    except ValueError as e:
-        raise ConfigError(
-            "match", f"match: model {model.name!r} cannot be weight-matched: {e}"
-        ) from None
 
 
 # The workflow: run directory stability-<dense|ticket>-<model>-<dataset>-<digest>; phase 0
