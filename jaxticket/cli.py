@@ -48,6 +48,19 @@ WORKFLOW_COMMANDS = (
         "resumable.",
     ),
     (
+        "stability",
+        "jaxticket.stability.command",
+        "instability analysis: error barriers between copies trained from θ_k, a sweep "
+        "over k, weight matching",
+        "Trains the parents once, snapshotted at every rewind step k (dense, or an IMP "
+        "ticket of --lottery-run); from each θ_k trains copies that differ only in data "
+        "order (seeds x copies in one vmapped program), evaluates the test error along the "
+        "straight path between copies of one parent and prints the barrier (mean ± std "
+        "[min, max], stable < 2 %) per k; with --match also the barrier between different "
+        "inits before and after weight matching; resumable; writes error_vs_alpha.png and "
+        "instability_vs_rewind.png.",
+    ),
+    (
         "overlap",
         "jaxticket.stability.overlap_command",
         "mask overlap (Jaccard, Hamming) across seeds, levels and methods of finished runs",

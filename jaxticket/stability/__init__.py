@@ -11,11 +11,15 @@ early-bird tickets.
 * ``overlap`` / ``overlap_runs``: ``overlap_matrix`` (N × N Jaccard and normalized Hamming,
   globally and per layer), ``random_baseline`` (random masks with the same per-layer counts),
   ``masks_from_run`` (the masks a finished run stored; ``jaxticket overlap RUN_DIR...``);
+* ``config`` / ``run``: the workflow (``jaxticket stability``): ``StabilityConfig`` and
+  ``run_stability`` (parents snapshotted at every rewind step k, copies differing in data
+  order, barriers per k, weight matching; resumable);
 * ``early_bird``: ``early_bird`` (masks drawn during dense training, the FIFO Hamming test),
   ``retrain_tickets`` (the early-bird ticket against the full one-shot ticket).
 """
 
 from jaxticket.stability.batchnorm import recompute_batchnorm
+from jaxticket.stability.config import StabilityConfig
 from jaxticket.stability.early_bird import EarlyBird, early_bird, redetect, retrain_tickets
 from jaxticket.stability.interpolate import (
     STABLE_BELOW,
@@ -38,13 +42,16 @@ from jaxticket.stability.overlap import (
 )
 from jaxticket.stability.overlap_runs import RunMasks, masks_from_run, masks_from_runs
 from jaxticket.stability.permutations import apply_permutation, permutation_spec
+from jaxticket.stability.run import STABILITY, run_stability
 
 __all__ = [
+    "STABILITY",
     "STABLE_BELOW",
     "BarrierSummary",
     "EarlyBird",
     "PathResult",
     "RunMasks",
+    "StabilityConfig",
     "align_seeds",
     "all_pairs",
     "alpha_grid",
@@ -65,6 +72,7 @@ __all__ = [
     "recompute_batchnorm",
     "redetect",
     "retrain_tickets",
+    "run_stability",
     "summary",
     "weight_matching",
 ]
