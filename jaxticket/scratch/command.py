@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from jaxticket.scratch.config import ScratchConfig
-from jaxticket.workflow.flags import add_config_flags, config_from_args
+from jaxticket.workflow.flags import add_run_flags, config_from_args
 from jaxticket.workflow.store import RunStore
 from jaxticket.workflow.summary import format_summary, group_summary
 
@@ -26,11 +26,7 @@ EXTRA = {"steps": "steps", "remaining %": "remaining_mean"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per ``ScratchConfig`` field, ``--out`` and ``--quiet``."""
-    add_config_flags(parser, ScratchConfig)
-    parser.add_argument(
-        "--out", default="runs", help="folder holding run directories (default: runs)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    add_run_flags(parser, ScratchConfig)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

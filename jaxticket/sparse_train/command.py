@@ -11,16 +11,12 @@ import sys
 import time
 
 from jaxticket.sparse_train.config import SparseTrainConfig
-from jaxticket.workflow.flags import add_config_flags, config_from_args
+from jaxticket.workflow.flags import add_run_flags, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per ``SparseTrainConfig`` field, ``--out`` and ``--quiet``."""
-    add_config_flags(parser, SparseTrainConfig)
-    parser.add_argument(
-        "--out", default="runs", help="folder holding run directories (default: runs)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    add_run_flags(parser, SparseTrainConfig)
 
 
 def run_command(args: argparse.Namespace) -> int:

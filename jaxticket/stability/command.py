@@ -11,18 +11,14 @@ import sys
 import time
 
 from jaxticket.stability.config import StabilityConfig
-from jaxticket.workflow.flags import add_config_flags, config_from_args
+from jaxticket.workflow.flags import add_run_flags, config_from_args
 
 __all__ = ["add_arguments", "format_match", "format_table", "run_command"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per ``StabilityConfig`` field, ``--out`` and ``--quiet``."""
-    add_config_flags(parser, StabilityConfig)
-    parser.add_argument(
-        "--out", default="runs", help="folder holding run directories (default: runs)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    add_run_flags(parser, StabilityConfig)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -31,6 +31,17 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         _add_field(parser, f, kinds[f.name])
 
 
+def add_run_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """What every workflow command takes: one flag per field of the config class ``cls``
+    (:func:`add_config_flags`), ``--out`` (the folder holding run directories) and
+    ``--quiet`` (no progress bars or log lines)."""
+    add_config_flags(parser, cls)
+    parser.add_argument(
+        "--out", default="runs", help="folder holding run directories (default: runs)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
+
 def config_from_args(cls: type, args: argparse.Namespace):
     """The config ``cls`` built from the parsed flags of :func:`add_config_flags`.
 
