@@ -87,7 +87,7 @@ def test_dense_baseline_and_a_multi_run_figure(static_run, tmp_path):
         records += json.loads((run_dir / "results.json").read_text())["records"]
     fig = accuracy_vs_sparsity(records)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert labels == ["method=static", "dense"]
+    assert labels == ["static", "dense"]
 
 
 def test_report_of_a_non_run_keeps_the_lottery_message(tmp_path):
