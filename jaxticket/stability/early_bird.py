@@ -29,7 +29,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -37,9 +36,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxticket._paths import leaves_with_paths, map_with_path_str
 from jaxticket.masks import count_alive, dense_mask
-from jaxticket.pruning import global_, magnitude_pruner, make_pruner, neurons
+from jaxticket.pruning import magnitude_pruner
+from jaxticket.stability.channel_scores import (
+    bn_channel_pairs,
+    channel_pruner,
+    check_channel_pairs,
+)
 from jaxticket.train import train_seeds
 from jaxticket.train.checks import check_keys
 from jaxticket.train.runner import init_seeds
@@ -288,27 +291,6 @@ def detect(distances: np.ndarray, *, threshold: float) -> tuple[np.ndarray, np.n
     return epoch.astype(np.int32), trace.T
 
 
-def bn_channel_pairs(params) -> dict[str, str]:
-    """Kernel path -> BatchNorm scale path by the zoo's names: ``.../bnK/scale`` follows
-    ``.../convK/kernel``, ``.../shortcut_bn/scale`` follows ``.../shortcut_conv/kernel``."""
-    shapes = {p: jnp.shape(x) for p, x in leaves_with_paths(params)}
-    pairs = {}
-    for path, shape in shapes.items():
-        parts = path.split("/")
-        if len(parts) < 2 or parts[-1] != "scale" or "bn" not in parts[-2]:
-            continue
-        kernel = "/".join([*parts[:-2], parts[-2].replace("bn", "conv"), "kernel"])
-        if kernel not in shapes or shapes[kernel][-1:] != shape:
-            raise ValueError(
-                f"BatchNorm scale {path!r} has no kernel {kernel!r} with {shape} output "
-                "channels before it; pass channel_pairs={kernel_path: scale_path}"
-            )
-        pairs[kernel] = path
-    if not pairs:
-        raise ValueError("pruning='channels': the params have no BatchNorm scale (*/bn*/scale)")
-    return pairs
-
-
 def check_settings(*, sparsity=None, every=None, window=None, threshold=None) -> None:
     """One-line errors for early-bird settings out of range (None: not checked)."""
     if sparsity is not None and not (_is_real(sparsity) and 0 <= sparsity < 1):
@@ -354,43 +336,13 @@ def _resolve_pairs(params, pruning: str, channel_pairs):
         return None
     if channel_pairs is None:
         return bn_channel_pairs(params)
-    shapes = {p: jnp.shape(x) for p, x in leaves_with_paths(params)}
-    for kernel, scale in dict(channel_pairs).items():
-        if kernel not in shapes or scale not in shapes or shapes[kernel][-1:] != shapes[scale]:
-            raise ValueError(
-                f"channel_pairs: {kernel!r} -> {scale!r} is not a kernel followed by a scale "
-                f"of its output channels (shapes {shapes.get(kernel)} and {shapes.get(scale)})"
-            )
-    return dict(channel_pairs)
+    return check_channel_pairs(params, channel_pairs)
 
 
 def _pruner(pruning: str, pairs):
     if pruning != "channels":
         return magnitude_pruner(pruning)
-    return make_pruner(BatchNormScores(tuple(sorted(pairs.items()))), global_(), neurons("l1"))
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchNormScores:
-    """Criterion: every weight of a kernel's output channel scores |γ| / fan-in of the
-    BatchNorm after it, so a channel's L1 norm (``neurons("l1")``) is exactly |γ|.
-    Hashable by value (``pairs``: (kernel path, scale path) tuples), so a jitted program
-    taking the pruner as a static argument is reused."""
-
-    pairs: tuple[tuple[str, str], ...]
-
-    def __call__(self, params, **_):
-        flat = dict(leaves_with_paths(params))
-        scale_of = dict(self.pairs)
-
-        def score(path, w):
-            if path not in scale_of:
-                return jnp.zeros(jnp.shape(w), jnp.float32)
-            fan_in = np.prod(jnp.shape(w)[:-1])
-            gamma = jnp.abs(flat[scale_of[path]]).astype(jnp.float32) / fan_in
-            return jnp.broadcast_to(gamma, jnp.shape(w))
-
-        return map_with_path_str(score, params, keep_none=False)
+    return channel_pruner(pairs)
 
 
 def _first(tree):

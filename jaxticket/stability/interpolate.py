@@ -20,15 +20,20 @@ Example::
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxticket._paths import leaves_with_paths
-from jaxticket.models.base import check_tree
 from jaxticket.stability.batchnorm import has_state, recompute_batchnorm, training_batches
+from jaxticket.stability.path_checks import (  # check_same_trees, check_alphas: public here too
+    check_alphas,
+    check_pairs,
+    check_same_trees,
+    check_split,
+    check_stacked,
+)
 from jaxticket.train.cache_key import ByValue
 from jaxticket.train.checks import check_int
 from jaxticket.train.evaluate import evaluate
@@ -167,11 +172,11 @@ def path_errors(
       ValueError/TypeError: a bad setting, params that do not fit the model or lack a
         common seed axis, pairs out of range, α out of range, a missing split.
     """
-    n = _check_stacked(model, params, model_state)
-    pairs = all_pairs(n) if pairs is None else _check_pairs(pairs, n)
+    n = check_stacked(model, params, model_state)
+    pairs = all_pairs(n) if pairs is None else check_pairs(pairs, n)
     alphas = alpha_grid() if alphas is None else np.asarray(alphas)
     alphas = check_alphas(alphas, "path_errors: alphas", extrapolate, scalar=False)
-    x, y = _split(data, split)
+    x, y = check_split(data, split)
     batch_size = check_int("path_errors: batch_size", batch_size, minimum=1)
     networks_per_step = check_int("path_errors: networks_per_step", networks_per_step, minimum=1)
     stateful = has_state(model_state)
@@ -230,52 +235,6 @@ def summary(barrier_values, threshold: float = STABLE_BELOW) -> BarrierSummary:
     )  # fmt: skip
 
 
-def check_same_trees(a, b, what: str = "interpolate") -> None:
-    """Raises ValueError naming the first leaf path where two trees differ in presence,
-    shape or dtype, or that is not floating point."""
-    la, lb = leaves_with_paths(a, keep_none=True), leaves_with_paths(b, keep_none=True)
-    for (pa, xa), (pb, xb) in zip(la, lb, strict=False):
-        if pa != pb:
-            raise ValueError(f"{what}: trees differ at leaf {pa!r} (other tree has {pb!r})")
-        if (xa is None) != (xb is None):
-            raise ValueError(f"{what}: leaf {pa!r} is None in one tree only")
-        if xa is None:
-            continue
-        if jnp.shape(xa) != jnp.shape(xb) or jnp.result_type(xa) != jnp.result_type(xb):
-            raise ValueError(
-                f"{what}: leaf {pa!r} is {jnp.result_type(xa)}{list(jnp.shape(xa))} in one "
-                f"tree and {jnp.result_type(xb)}{list(jnp.shape(xb))} in the other"
-            )
-        if not jnp.issubdtype(jnp.result_type(xa), jnp.inexact):
-            raise ValueError(f"{what}: leaf {pa!r} has dtype {jnp.result_type(xa)}, not floating")
-    if len(la) != len(lb):
-        longer = la if len(la) > len(lb) else lb
-        raise ValueError(
-            f"{what}: trees differ at leaf {longer[min(len(la), len(lb))][0]!r} (present in one "
-            "tree only)"
-        )
-    if jax.tree.structure(a, is_leaf=_none) != jax.tree.structure(b, is_leaf=_none):
-        raise ValueError(f"{what}: trees have the same leaf paths but different container types")
-
-
-def check_alphas(alphas: np.ndarray, what: str, extrapolate: bool, *, scalar: bool):
-    """α as float32 after checking shape, finiteness and (unless extrapolating) [0, 1]."""
-    if not isinstance(extrapolate, bool):
-        raise TypeError(f"{what}: extrapolate must be a bool, got {extrapolate!r}")
-    if scalar and alphas.ndim != 0:
-        raise ValueError(f"{what} must be a scalar, got shape {alphas.shape}")
-    if not scalar and (alphas.ndim != 1 or alphas.size == 0):
-        raise ValueError(f"{what} must be a non-empty 1-D array, got shape {alphas.shape}")
-    if not np.issubdtype(alphas.dtype, np.number) or not np.all(np.isfinite(alphas)):
-        raise ValueError(f"{what} must be finite numbers, got {alphas.tolist()}")
-    if not extrapolate and (np.any(alphas < 0) or np.any(alphas > 1)):
-        raise ValueError(
-            f"{what} must lie in [0, 1], got {alphas.tolist()} (pass extrapolate=True to "
-            "leave the segment)"
-        )
-    return alphas.astype(np.float32)
-
-
 def _none(x) -> bool:
     return x is None
 
@@ -289,55 +248,6 @@ def _mix(a, b, alpha):
         return ((1 - al) * x + al * y).astype(dtype)
 
     return jax.tree.map(one, a, b, is_leaf=_none)
-
-
-def _check_stacked(model, params, model_state) -> int:
-    sizes = {
-        f"{role}/{p}": jnp.shape(leaf)[0] if jnp.ndim(leaf) else None
-        for role, tree in (("params", params), ("model_state", model_state))
-        for p, leaf in leaves_with_paths(tree)
-    }
-    if not sizes:
-        raise ValueError("path_errors: params have no leaves")
-    n = next(iter(sizes.values()))
-    for path, size in sizes.items():
-        if size is None or size != n:
-            raise ValueError(
-                f"path_errors: params and model_state must be stacked over seeds with one "
-                f"leading axis; leaf {path!r} has leading size {size}, the first leaf {n}"
-            )
-    params_t, state_t = jax.eval_shape(model.init, jax.random.key(0))
-    unstack = functools.partial(jax.tree.map, lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype))
-    check_tree(f"path_errors: model {model.name!r} params (per seed)", unstack(params), params_t)
-    check_tree(f"path_errors: model {model.name!r} state (per seed)", unstack(model_state), state_t)
-    return int(n)
-
-
-def _check_pairs(pairs: Any, n: int) -> np.ndarray:
-    p = np.asarray(pairs)
-    if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] == 0 or not np.issubdtype(p.dtype, np.integer):
-        raise ValueError(
-            f"path_errors: pairs must be a non-empty int array of shape [P, 2], got "
-            f"{p.dtype}{list(p.shape)}"
-        )
-    if np.any(p < 0) or np.any(p >= n):
-        raise ValueError(
-            f"path_errors: pairs must index the {n} seeds (0..{n - 1}), got {p.tolist()}"
-        )
-    return p.astype(np.int32)
-
-
-def _split(data, split: str):
-    if not all(hasattr(data, f"{w}_train") for w in "xy"):
-        raise TypeError(
-            f"path_errors: data must be a jaxticket.data.Dataset, got {type(data).__name__}"
-        )
-    if split not in ("test", "val", "train"):
-        raise ValueError(f"path_errors: split must be 'test', 'val' or 'train', got {split!r}")
-    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-    if x is None or y is None:
-        raise ValueError(f"path_errors: data set {data.name!r} has no {split!r} split")
-    return x, y
 
 
 @functools.lru_cache(maxsize=16)
