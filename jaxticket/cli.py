@@ -9,6 +9,7 @@ import math
 import sys
 import time
 
+from jaxticket.commands import WORKFLOW_COMMANDS, workflow_command
 from jaxticket.lottery.config import SEED_LIMIT, ConfigError, LotteryConfig
 from jaxticket.workflow.flags import add_config_flags, config_from_args
 from jaxticket.workflow.flags import parse_int as _int
@@ -20,64 +21,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
-
-
-# The workflow subcommands: (name, module with add_arguments/run_command, help, description).
-WORKFLOW_COMMANDS = (
-    (
-        "sparse-train",
-        "jaxticket.sparse_train.command",
-        "sparse training (gmp, set, rigl, granet, static) or the dense baseline",
-        "Trains one method at each target sparsity, seeds vmapped; resumable (rerunning "
-        "the same command loads finished sparsities).",
-    ),
-    (
-        "at-init",
-        "jaxticket.at_init.command",
-        "prune at initialization (snip, grasp, synflow, random, magnitude) with sanity controls",
-        "Draws each seed's mask at init, trains it beside its layerwise shuffle, reinit and "
-        "score-inversion controls in one vmapped program per sparsity; resumable.",
-    ),
-    (
-        "scratch",
-        "jaxticket.scratch.command",
-        "fine-tuning a pruned network against training its architecture from scratch",
-        "Trains the dense network, prunes it by magnitude to each target sparsity, then "
-        "fine-tunes the pruned weights and trains the pruned architecture from a fresh init "
-        "for the same steps (Scratch-E) and the same compute (Scratch-B); seeds vmapped; "
-        "resumable.",
-    ),
-    (
-        "stability",
-        "jaxticket.stability.command",
-        "instability analysis: error barriers between copies trained from θ_k, a sweep "
-        "over k, weight matching",
-        "Trains the parents once, snapshotted at every rewind step k (dense, or an IMP "
-        "ticket of --lottery-run); from each θ_k trains copies that differ only in data "
-        "order (seeds x copies in one vmapped program), evaluates the test error along the "
-        "straight path between copies of one parent and prints the barrier (mean ± std "
-        "[min, max], stable < 2 %) per k; with --match also the barrier between different "
-        "inits before and after weight matching; resumable; writes error_vs_alpha.png and "
-        "instability_vs_rewind.png.",
-    ),
-    (
-        "overlap",
-        "jaxticket.stability.overlap_command",
-        "mask overlap (Jaccard, Hamming) across seeds, levels and methods of finished runs",
-        "Reads one level of each run directory (a compare directory: each of its runs), "
-        "prints the N x N Jaccard and normalized-Hamming matrices, a per-layer summary "
-        "against random masks with the same per-layer counts, and writes a heatmap PNG.",
-    ),
-    (
-        "compare",
-        "jaxticket.compare.command",
-        "compare every method (imp, at-init, sparse training) on equal terms",
-        "Runs every method with the same model, data order, steps, seeds and sparsities, "
-        "each as its own resumable run, then prints one table (accuracy mean ± std, "
-        "per-layer densities, collapse) and draws accuracy against sparsity and the "
-        "per-layer densities.",
-    ),
-)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,17 +95,6 @@ def _report(args) -> int:
     chosen = next((show for is_kind, show in kinds if is_kind(args.run_dir)), report)
     print(chosen(args.run_dir))
     return 0
-
-
-def _workflow_command(module: str):
-    """The ``func`` of a workflow subcommand: ``<module>.run_command`` imported when run."""
-
-    def run(args) -> int:
-        import importlib
-
-        return importlib.import_module(module).run_command(args)
-
-    return run
 
 
 def _train(args) -> int:
@@ -249,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=description)
         importlib.import_module(module).add_arguments(command)
         _add_cpu_devices(command)
-        command.set_defaults(func=_workflow_command(module))
+        command.set_defaults(func=workflow_command(module))
 
     tr = sub.add_parser(
         "train",

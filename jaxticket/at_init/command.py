@@ -47,21 +47,12 @@ def format_table(records: list[dict]) -> str:
 def is_at_init_run(run_dir) -> bool:
     """Whether ``run_dir`` holds an at-init run (its ``config.json`` names an at-init
     method, its sparsities and controls); ``False`` for anything unreadable."""
-    import json
-    from pathlib import Path
-
     from jaxticket.at_init.methods import METHODS
+    from jaxticket.workflow.store_results import stored_config
 
-    try:
-        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
-        config = config.get("config") or {}
-    except (OSError, ValueError, AttributeError):
-        return False
-    return (
-        isinstance(config, dict)
-        and {"method", "sparsities", "controls", "score_batch"} <= set(config)
-        and config["method"] in METHODS
-    )
+    config = stored_config(run_dir)
+    keys = {"method", "sparsities", "controls", "score_batch"}
+    return keys <= set(config) and config["method"] in METHODS
 
 
 def report(run_dir) -> str:

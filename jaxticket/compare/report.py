@@ -119,15 +119,9 @@ def control_table(rows: list[dict], *, markdown: bool = False) -> str:
 def is_compare_run(run_dir) -> bool:
     """Whether ``run_dir`` holds a comparison (its ``config.json`` has ``imp_fraction`` and
     ``controls``); ``False`` for anything unreadable."""
-    import json
-    from pathlib import Path
+    from jaxticket.workflow.store_results import stored_config
 
-    try:
-        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
-        config = config.get("config") or {}
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(config, dict) and {"imp_fraction", "controls", "sparsities"} <= set(config)
+    return {"imp_fraction", "controls", "sparsities"} <= set(stored_config(run_dir))
 
 
 def report(run_dir) -> str:

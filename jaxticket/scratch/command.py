@@ -9,7 +9,6 @@ seeds); the run directory gets it as ``summary.md`` beside results.json/csv.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from jaxticket.scratch.config import ScratchConfig
 from jaxticket.workflow.flags import add_run_flags, config_from_args
 from jaxticket.workflow.store import RunStore
+from jaxticket.workflow.store_results import stored_config
 from jaxticket.workflow.summary import format_summary, group_summary
 
 BY = ("variant", "sparsity")
@@ -93,14 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
 def is_scratch_run(run_dir) -> bool:
     """Whether ``run_dir`` holds a scratch run (its ``config.json`` names the variants,
     ``scratch_b_cap`` and ``finetune_steps``); ``False`` for anything unreadable."""
-    try:
-        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
-        config = config.get("config") or {}
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(config, dict) and {"variants", "scratch_b_cap", "finetune_steps"} <= set(
-        config
-    )
+    return {"variants", "scratch_b_cap", "finetune_steps"} <= set(stored_config(run_dir))
 
 
 def report(run_dir) -> str:

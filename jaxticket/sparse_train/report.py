@@ -9,11 +9,11 @@ column of its own (collapsed leaves, diverged runs), never averaged away.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from jaxticket.lottery.store import RunStore
 from jaxticket.sparse_train.config import METHODS
+from jaxticket.workflow.store_results import stored_config
 from jaxticket.workflow.summary import group_summary, markdown_table, mean_std_range, text_table
 
 STATS = {"test_accuracy_early": 100.0, "test_accuracy_final": 100.0, "final_sparsity": 100.0}
@@ -82,16 +82,8 @@ def short_names(paths: list[str]) -> dict[str, str]:
 def is_sparse_train_run(run_dir) -> bool:
     """Whether ``run_dir`` holds a sparse-training run (its ``config.json`` names a
     method, its sparsities, ``every`` and ``zeta``); ``False`` for anything unreadable."""
-    try:
-        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
-        config = config.get("config") or {}
-    except (OSError, ValueError, AttributeError):
-        return False
-    return (
-        isinstance(config, dict)
-        and {"method", "sparsities", "every", "zeta"} <= set(config)
-        and config["method"] in METHODS
-    )
+    config = stored_config(run_dir)
+    return {"method", "sparsities", "every", "zeta"} <= set(config) and config["method"] in METHODS
 
 
 def report(run_dir) -> str:

@@ -66,3 +66,17 @@ def read_results(run_dir: str | os.PathLike) -> dict:
                 f"read_results: {path}: records[{i}] must be a dict, got {type(record).__name__}"
             )
     return results
+
+
+def stored_config(run_dir: str | os.PathLike) -> dict:
+    """The config a run directory's ``config.json`` records (its ``"config"`` entry), or
+    ``{}`` when the file is missing, unreadable or malformed: what ``jaxticket report``
+    reads to tell the kinds of runs apart."""
+    import json
+
+    try:
+        stored = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    config = stored.get("config") if isinstance(stored, dict) else None
+    return config if isinstance(config, dict) else {}

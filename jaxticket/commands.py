@@ -1,0 +1,78 @@
+"""The workflow subcommands of the ``jaxticket`` command line, as a table.
+
+Each entry is (name, module, help, description); the module has ``add_arguments(parser)``
+and ``run_command(args)``, imported only when its command runs (``jaxticket.cli`` builds
+one subparser per entry).
+"""
+
+from __future__ import annotations
+
+__all__ = ["WORKFLOW_COMMANDS", "workflow_command"]
+
+# The workflow subcommands: (name, module with add_arguments/run_command, help, description).
+WORKFLOW_COMMANDS = (
+    (
+        "sparse-train",
+        "jaxticket.sparse_train.command",
+        "sparse training (gmp, set, rigl, granet, static) or the dense baseline",
+        "Trains one method at each target sparsity, seeds vmapped; resumable (rerunning "
+        "the same command loads finished sparsities).",
+    ),
+    (
+        "at-init",
+        "jaxticket.at_init.command",
+        "prune at initialization (snip, grasp, synflow, random, magnitude) with sanity controls",
+        "Draws each seed's mask at init, trains it beside its layerwise shuffle, reinit and "
+        "score-inversion controls in one vmapped program per sparsity; resumable.",
+    ),
+    (
+        "scratch",
+        "jaxticket.scratch.command",
+        "fine-tuning a pruned network against training its architecture from scratch",
+        "Trains the dense network, prunes it by magnitude to each target sparsity, then "
+        "fine-tunes the pruned weights and trains the pruned architecture from a fresh init "
+        "for the same steps (Scratch-E) and the same compute (Scratch-B); seeds vmapped; "
+        "resumable.",
+    ),
+    (
+        "stability",
+        "jaxticket.stability.command",
+        "instability analysis: error barriers between copies trained from θ_k, a sweep "
+        "over k, weight matching",
+        "Trains the parents once, snapshotted at every rewind step k (dense, or an IMP "
+        "ticket of --lottery-run); from each θ_k trains copies that differ only in data "
+        "order (seeds x copies in one vmapped program), evaluates the test error along the "
+        "straight path between copies of one parent and prints the barrier (mean ± std "
+        "[min, max], stable < 2 %) per k; with --match also the barrier between different "
+        "inits before and after weight matching; resumable; writes error_vs_alpha.png and "
+        "instability_vs_rewind.png.",
+    ),
+    (
+        "overlap",
+        "jaxticket.stability.overlap_command",
+        "mask overlap (Jaccard, Hamming) across seeds, levels and methods of finished runs",
+        "Reads one level of each run directory (a compare directory: each of its runs), "
+        "prints the N x N Jaccard and normalized-Hamming matrices, a per-layer summary "
+        "against random masks with the same per-layer counts, and writes a heatmap PNG.",
+    ),
+    (
+        "compare",
+        "jaxticket.compare.command",
+        "compare every method (imp, at-init, sparse training) on equal terms",
+        "Runs every method with the same model, data order, steps, seeds and sparsities, "
+        "each as its own resumable run, then prints one table (accuracy mean ± std, "
+        "per-layer densities, collapse) and draws accuracy against sparsity and the "
+        "per-layer densities.",
+    ),
+)
+
+
+def workflow_command(module: str):
+    """The ``func`` of a workflow subcommand: ``<module>.run_command`` imported when run."""
+
+    def run(args) -> int:
+        import importlib
+
+        return importlib.import_module(module).run_command(args)
+
+    return run
