@@ -1,0 +1,327 @@
+"""Structured pruning over dependency groups, called like ``jaxticket.pruning.Pruner``.
+
+Example::
+
+    groups = dependency_groups(model, params, state)        # the output group not prunable
+    pruner = StructuredPruner(groups, scores.l1(), "global")
+    mask = pruner(params, structured_dense_mask(groups, params), fraction=0.2)
+
+``pruner(params, mask, *, fraction=None, sparsity=None, key=None, batch=None) -> mask``:
+
+1. the group score (``jaxticket.structured.scores``) gives every unit of every group a
+   score;
+2. the alive units are read off ``mask`` (a unit is alive while any entry of its
+   producers' slices is alive, so an already-removed unit stays removed);
+3. the allocation says how many alive units each prunable group keeps: ``"global"``, one
+   threshold over all prunable groups' units (exactly ``round(f·alive)`` units pruned in
+   total), or ``"layerwise"``, the same fraction of every group's alive units (optionally
+   scaled per group by glob patterns on group names). ``sparsity`` counts units: prune
+   until that fraction of all prunable groups' units is removed. The counts and the
+   top-k are ``jaxticket.pruning``'s (``global_``/``layerwise`` and the ``unstructured``
+   selection over per-group unit-score vectors), so the rounding rules, ties (the earlier
+   unit, the earlier group wins) and ``min_keep`` reservations are the same;
+4. the result is the structural mask of the kept units: every member slice of a removed
+   unit pruned (kernel columns/filters, biases, BatchNorm scale and shift, consumers'
+   input rows), AND-ed with ``mask``; leaves no prunable group touches keep ``mask``'s leaf.
+
+Global normalization: unit scores of different groups are not on one scale (a conv
+filter's L1 grows with its fan-in), so before one threshold compares them each group's
+scores are divided by the mean of its alive units' scores (``normalize="mean"``, the
+default; ``"max"`` divides by the largest, ``"none"`` compares raw scores). A group whose
+alive scores are all zero is left as it is. Layerwise allocation ranks inside each group
+only, so normalization does not change it.
+
+Output groups (those whose ``prunable`` is False, as ``dependency_groups`` marks the
+group feeding the logits unless ``prune_outputs=True``) are never pruned.
+``min_keep``: every prunable group keeps at least ``min(min_keep, alive)`` units (default
+1: no silent collapse). With ``min_keep=0`` a group may lose every unit; an eager call
+that leaves such a group warns ``LayerCollapseWarning`` naming it.
+
+The call is pure and jittable (rates may be traced; one compiled program serves every
+round) and works under ``jax.vmap`` over seeds. Concrete rates outside [0, 1) are refused
+eagerly, as by ``Pruner``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxticket._paths import check_patterns_exist
+from jaxticket.masks import LayerCollapseWarning, dense_mask, validate_mask
+from jaxticket.pruning import allocation as alloc
+from jaxticket.pruning import selection as sel
+from jaxticket.pruning.layerwise import layerwise
+from jaxticket.structured import scores as scores_lib
+from jaxticket.structured.groups import Group, unit_indices
+from jaxticket.structured.scores import _unit_slices
+
+ALLOCATIONS = ("global", "layerwise")
+NORMALIZATIONS = ("mean", "max", "none")
+
+
+class StructuredPruner(NamedTuple):
+    """A group score, an allocation over groups and ``min_keep``; call it to prune.
+
+    Attributes:
+      groups: the dependency groups (``dependency_groups`` or ``declare_groups``); only
+        those with ``prunable=True`` are pruned.
+      score: a group score, e.g. ``scores.l1()``, ``scores.bn_scale()``,
+        ``scores.taylor(loss_fn)`` or ``scores.from_criterion(criterion)``.
+      allocation: ``"global"`` or ``"layerwise"``.
+      normalize: how global allocation puts groups on one scale: ``"mean"``, ``"max"``
+        or ``"none"`` (see the module docstring).
+      min_keep: units every prunable group keeps at least (0: a group may collapse).
+      scale: layerwise only: ``(pattern, factor)`` pairs on group names scaling the rate.
+    """
+
+    groups: tuple[Group, ...]
+    score: scores_lib.GroupScore
+    allocation: str = "global"
+    normalize: str = "mean"
+    min_keep: int = 1
+    scale: tuple[tuple[str, float], ...] = ()
+
+    def __call__(
+        self,
+        params: Any,
+        mask: Any,
+        *,
+        fraction: float | jax.Array | None = None,
+        sparsity: float | jax.Array | None = None,
+        key: jax.Array | None = None,
+        batch: Any = None,
+    ) -> Any:
+        """Returns the new structural mask (a subset of ``mask``).
+
+        Args:
+          params: the parameter pytree (nested dicts).
+          mask: the current mask (``structured_dense_mask(groups, params)`` to start;
+            ``jaxticket.dense_mask(params)`` works too, its ``None`` bias leaves then
+            become bool leaves).
+          fraction: prune this fraction of the alive units of the prunable groups
+            (in total for ``"global"``, of each group for ``"layerwise"``).
+          sparsity: prune until this fraction of the prunable groups' units is removed.
+          key: for random scores.
+          batch: for data-driven scores (Taylor, SNIP through ``from_criterion``).
+
+        Raises:
+          ValueError: no prunable group, a bad rate, a bad option (one line each).
+
+        Warns:
+          LayerCollapseWarning: (eager calls, ``min_keep=0``) a prunable group kept no unit.
+        """
+        keep = self.keep(params, mask, fraction=fraction, sparsity=sparsity, key=key, batch=batch)
+        return _merged(self.groups, keep, params, mask)
+
+    def keep(self, params, mask, *, fraction=None, sparsity=None, key=None, batch=None):
+        """The kept units, ``{group name: bool[size]}``, for every group (non-prunable
+        groups as the mask has them); the arguments are those of ``__call__``."""
+        _check_options(self)
+        alloc.check_rate("fraction", fraction, "structured pruner")
+        alloc.check_rate("sparsity", sparsity, "structured pruner")
+        if (fraction is None) == (sparsity is None):
+            raise ValueError("structured pruner: pass exactly one of fraction= and sparsity=")
+        validate_mask(mask, params)
+        if self.allocation == "layerwise":
+            names = [g.name for g in self.groups if g.prunable]
+            lw = layerwise(dict(self.scale) or None)
+            check_patterns_exist(dict(self.scale), names, "structured pruner scale")
+            lw.check_rates(names, fraction=fraction, sparsity=sparsity)
+        keep = _keep(self, params, mask, fraction, sparsity, key, batch)
+        _warn_collapsed(self.groups, keep)
+        return keep
+
+
+def structured_pruner(
+    model,
+    params=None,
+    state=None,
+    *,
+    score: str | scores_lib.GroupScore = "l2",
+    allocation: str = "global",
+    normalize: str = "mean",
+    min_keep: int = 1,
+    prune_outputs: bool = False,
+    scale: Mapping[str, float] | None = None,
+    loss_fn=None,
+) -> StructuredPruner:
+    """A ``StructuredPruner`` over ``model``'s dependency groups.
+
+    Args:
+      model: a ``jaxticket.models.Model``.
+      params, state: the model's params and state (default: ``model.init``'s shapes).
+      score: ``"l1"``, ``"l2"``, ``"bn_scale"``, ``"taylor"`` or a group score.
+      allocation: ``"global"`` or ``"layerwise"``.
+      normalize: global allocation's normalization (``"mean"``, ``"max"``, ``"none"``).
+      min_keep: units every prunable group keeps at least.
+      prune_outputs: also prune the group feeding the logits (default: never).
+      scale: layerwise rate factors by glob pattern on group names.
+      loss_fn: ``loss_fn(params, batch) -> scalar`` for ``"taylor"``.
+    """
+    from jaxticket.structured.trace_groups import dependency_groups
+
+    if params is None:
+        params, state = jax.eval_shape(model.init, jax.random.key(0))
+    groups = dependency_groups(model, params, state, prune_outputs=prune_outputs)
+    pruner = StructuredPruner(
+        tuple(groups),
+        scores_lib.get(score, loss_fn=loss_fn),
+        allocation,
+        normalize,
+        min_keep,
+        tuple((scale or {}).items()),
+    )
+    _check_options(pruner)
+    return pruner
+
+
+def structured_dense_mask(groups, params, mask=None):
+    """The mask with every unit kept: bool leaves on every leaf a prunable group touches
+    (biases and BatchNorm scale/shift included), ``mask``'s leaf (default
+    ``jaxticket.dense_mask(params)``'s) elsewhere. IMP starts from it, so that every
+    level's mask has one tree structure."""
+
+    groups = tuple(groups)
+    base = dense_mask(params) if mask is None else mask
+    keep = {g.name: jnp.ones((g.size,), bool) for g in groups}
+    return _merged(groups, keep, params, base)
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_options(p: StructuredPruner) -> None:
+    if not isinstance(p.groups, tuple) or not all(isinstance(g, Group) for g in p.groups):
+        raise TypeError("structured pruner: groups must be a tuple of structured.Group")
+    if not any(g.prunable for g in p.groups):
+        raise ValueError(
+            "structured pruner: no prunable group (output groups are never pruned unless "
+            "the groups are built with prune_outputs=True); groups: "
+            + ", ".join(g.name for g in p.groups)
+        )
+    if not callable(p.score):
+        raise TypeError(f"structured pruner: score must be a group score, got {p.score!r}")
+    if p.allocation not in ALLOCATIONS:
+        raise ValueError(
+            f"structured pruner: allocation must be one of {ALLOCATIONS}, got {p.allocation!r}"
+        )
+    if p.normalize not in NORMALIZATIONS:
+        raise ValueError(
+            f"structured pruner: normalize must be one of {NORMALIZATIONS}, got {p.normalize!r}"
+        )
+    if isinstance(p.min_keep, bool) or not isinstance(p.min_keep, int) or p.min_keep < 0:
+        raise ValueError(f"structured pruner: min_keep must be an int >= 0, got {p.min_keep!r}")
+    if p.scale and p.allocation != "layerwise":
+        raise ValueError("structured pruner: scale= goes with allocation='layerwise'")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _keep(p: StructuredPruner, params, mask, fraction, sparsity, key, batch):
+    prunable = [g for g in p.groups if g.prunable]
+    scored = p.score(params, tuple(prunable), mask=mask, key=key, batch=batch)
+    alive = _alive_units(p.groups, mask)
+    unit_scores = [_normalized(scored[g.name], alive[g.name], p) for g in prunable]
+    allocation = alloc.global_() if p.allocation == "global" else layerwise(dict(p.scale) or None)
+    kept = sel.unstructured()(
+        unit_scores,
+        [alive[g.name] for g in prunable],
+        [g.name for g in prunable],
+        allocation,
+        fraction=fraction,
+        sparsity=sparsity,
+        min_keep=p.min_keep,
+    )
+    keep = dict(alive)
+    keep.update({g.name: k for g, k in zip(prunable, kept, strict=True)})
+    return keep
+
+
+def _normalized(s, alive, p: StructuredPruner):
+    s = s.astype(jnp.float32)
+    if p.allocation != "global" or p.normalize == "none":
+        return s
+    live = jnp.where(alive, s, 0.0)
+    if p.normalize == "mean":
+        ref = jnp.sum(live) / jnp.maximum(jnp.sum(alive), 1)
+    else:
+        ref = jnp.max(live)
+    return s / jnp.where(ref > 0, ref, 1.0)
+
+
+def _warn_collapsed(groups, keep) -> None:
+    if any(isinstance(k, jax.core.Tracer) for k in keep.values()):
+        return
+    empty = [g.name for g in groups if g.prunable and not bool(jnp.any(keep[g.name]))]
+    if empty:
+        warnings.warn(
+            "structured pruner: no unit left in group(s) " + ", ".join(empty),
+            LayerCollapseWarning,
+            stacklevel=3,
+        )
+
+
+# --- mask <-> units (to be replaced by structured.masks when it lands) -----------------
+
+
+def _alive_units(groups, mask):
+    """A unit is alive while any entry of its producers' slices is alive in ``mask``
+    (all units of a group whose producers have no bool mask leaf)."""
+    out = {}
+    for g in groups:
+        slices = [
+            jnp.any(_unit_slices(leaf, m, g.size), axis=1)
+            for m in g.members
+            if m.role == "producer"
+            and m.collection == "params"
+            and (leaf := _lookup(mask, m.path)) is not None
+        ]
+        alive = functools.reduce(jnp.logical_or, slices) if slices else None
+        out[g.name] = jnp.ones((g.size,), bool) if alive is None else alive
+    return out
+
+
+def _merged(groups, keep, params, mask):
+    """``mask`` with every leaf a prunable group touches AND-ed with the kept units."""
+
+    def set_leaf(tree, path, value):
+        if len(path) == 1:
+            return {**tree, path[0]: value}
+        return {**tree, path[0]: set_leaf(tree[path[0]], path[1:], value)}
+
+    out = mask
+    for g in groups:
+        if not g.prunable:
+            continue
+        for m in g.members:
+            if m.collection != "params":
+                continue
+            x = _lookup(params, m.path)
+            cur = _lookup(out, m.path)
+            cur = jnp.ones(jnp.shape(x), bool) if cur is None else jnp.asarray(cur)
+            n = jnp.shape(x)[m.axis]
+            idx = unit_indices(m, g.size, n)
+            per_index = (
+                jnp.zeros((n,), bool)
+                .at[idx.reshape(-1)]
+                .set(jnp.repeat(keep[g.name], idx.shape[1]))
+            )
+            shape = [1] * jnp.ndim(x)
+            shape[m.axis] = n
+            out = set_leaf(out, m.path, cur & per_index.reshape(shape))
+    return out
+
+
+def _lookup(tree, path):
+    node = tree
+    for k in path:
+        if not isinstance(node, Mapping) or k not in node:
+            return None
+        node = node[k]
+    return node
