@@ -10,8 +10,8 @@ Example::
 
 1. the group score (``jaxticket.structured.scores``) gives every unit of every group a
    score;
-2. the alive units are read off ``mask`` (a unit is alive while any entry of its
-   producers' slices is alive, so an already-removed unit stays removed);
+2. the alive units are read off ``mask`` (``keep_from_mask``: a unit is alive while any
+   params entry it owns is alive, so an already-removed unit stays removed);
 3. the allocation says how many alive units each prunable group keeps: ``"global"``, one
    threshold over all prunable groups' units (exactly ``round(f·alive)`` units pruned in
    total), or ``"layerwise"``, the same fraction of every group's alive units (optionally
@@ -58,8 +58,8 @@ from jaxticket.pruning import allocation as alloc
 from jaxticket.pruning import selection as sel
 from jaxticket.pruning.layerwise import layerwise
 from jaxticket.structured import scores as scores_lib
-from jaxticket.structured.groups import Group, unit_indices
-from jaxticket.structured.scores import _unit_slices
+from jaxticket.structured.groups import Group
+from jaxticket.structured.masks import expand_keep, keep_from_mask, warn_collapsed
 
 ALLOCATIONS = ("global", "layerwise")
 NORMALIZATIONS = ("mean", "max", "none")
@@ -120,8 +120,14 @@ class StructuredPruner(NamedTuple):
         return _merged(self.groups, keep, params, mask)
 
     def keep(self, params, mask, *, fraction=None, sparsity=None, key=None, batch=None):
-        """The kept units, ``{group name: bool[size]}``, for every group (non-prunable
-        groups as the mask has them); the arguments are those of ``__call__``."""
+        """The kept units, ``{group name: bool[size]}`` for every prunable group (the
+        ``keep`` of ``jaxticket.structured.masks``); the arguments are those of
+        ``__call__``."""
+        keep = self._keep(params, mask, fraction, sparsity, key, batch)
+        warn_collapsed(self.groups, keep, "structured pruner")
+        return keep
+
+    def _keep(self, params, mask, fraction, sparsity, key, batch):
         _check_options(self)
         alloc.check_rate("fraction", fraction, "structured pruner")
         alloc.check_rate("sparsity", sparsity, "structured pruner")
@@ -130,12 +136,11 @@ class StructuredPruner(NamedTuple):
         validate_mask(mask, params)
         if self.allocation == "layerwise":
             names = [g.name for g in self.groups if g.prunable]
-            lw = layerwise(dict(self.scale) or None)
             check_patterns_exist(dict(self.scale), names, "structured pruner scale")
-            lw.check_rates(names, fraction=fraction, sparsity=sparsity)
-        keep = _keep(self, params, mask, fraction, sparsity, key, batch)
-        _warn_collapsed(self.groups, keep)
-        return keep
+            layerwise(dict(self.scale) or None).check_rates(
+                names, fraction=fraction, sparsity=sparsity
+            )
+        return _select(self, params, mask, fraction, sparsity, key, batch)
 
 
 def structured_pruner(
@@ -143,7 +148,7 @@ def structured_pruner(
     params=None,
     state=None,
     *,
-    score: str | scores_lib.GroupScore = "l2",
+    score: str | scores_lib.GroupScore = "l1",
     allocation: str = "global",
     normalize: str = "mean",
     min_keep: int = 1,
@@ -189,7 +194,7 @@ def structured_dense_mask(groups, params, mask=None):
 
     groups = tuple(groups)
     base = dense_mask(params) if mask is None else mask
-    keep = {g.name: jnp.ones((g.size,), bool) for g in groups}
+    keep = {g.name: jnp.ones((g.size,), bool) for g in groups if g.prunable}
     return _merged(groups, keep, params, base)
 
 
@@ -223,10 +228,10 @@ def _check_options(p: StructuredPruner) -> None:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _keep(p: StructuredPruner, params, mask, fraction, sparsity, key, batch):
+def _select(p: StructuredPruner, params, mask, fraction, sparsity, key, batch):
     prunable = [g for g in p.groups if g.prunable]
     scored = p.score(params, tuple(prunable), mask=mask, key=key, batch=batch)
-    alive = _alive_units(p.groups, mask)
+    alive = keep_from_mask(prunable, mask)
     unit_scores = [_normalized(scored[g.name], alive[g.name], p) for g in prunable]
     allocation = alloc.global_() if p.allocation == "global" else layerwise(dict(p.scale) or None)
     kept = sel.unstructured()(
@@ -238,9 +243,7 @@ def _keep(p: StructuredPruner, params, mask, fraction, sparsity, key, batch):
         sparsity=sparsity,
         min_keep=p.min_keep,
     )
-    keep = dict(alive)
-    keep.update({g.name: k for g, k in zip(prunable, kept, strict=True)})
-    return keep
+    return {g.name: k for g, k in zip(prunable, kept, strict=True)}
 
 
 def _normalized(s, alive, p: StructuredPruner):
@@ -255,73 +258,15 @@ def _normalized(s, alive, p: StructuredPruner):
     return s / jnp.where(ref > 0, ref, 1.0)
 
 
-def _warn_collapsed(groups, keep) -> None:
-    if any(isinstance(k, jax.core.Tracer) for k in keep.values()):
-        return
-    empty = [g.name for g in groups if g.prunable and not bool(jnp.any(keep[g.name]))]
-    if empty:
-        warnings.warn(
-            "structured pruner: no unit left in group(s) " + ", ".join(empty),
-            LayerCollapseWarning,
-            stacklevel=3,
-        )
-
-
-# --- mask <-> units (to be replaced by structured.masks when it lands) -----------------
-
-
-def _alive_units(groups, mask):
-    """A unit is alive while any entry of its producers' slices is alive in ``mask``
-    (all units of a group whose producers have no bool mask leaf)."""
-    out = {}
-    for g in groups:
-        slices = [
-            jnp.any(_unit_slices(leaf, m, g.size), axis=1)
-            for m in g.members
-            if m.role == "producer"
-            and m.collection == "params"
-            and (leaf := _lookup(mask, m.path)) is not None
-        ]
-        alive = functools.reduce(jnp.logical_or, slices) if slices else None
-        out[g.name] = jnp.ones((g.size,), bool) if alive is None else alive
-    return out
-
-
 def _merged(groups, keep, params, mask):
-    """``mask`` with every leaf a prunable group touches AND-ed with the kept units."""
-
-    def set_leaf(tree, path, value):
-        if len(path) == 1:
-            return {**tree, path[0]: value}
-        return {**tree, path[0]: set_leaf(tree[path[0]], path[1:], value)}
-
-    out = mask
-    for g in groups:
-        if not g.prunable:
-            continue
-        for m in g.members:
-            if m.collection != "params":
-                continue
-            x = _lookup(params, m.path)
-            cur = _lookup(out, m.path)
-            cur = jnp.ones(jnp.shape(x), bool) if cur is None else jnp.asarray(cur)
-            n = jnp.shape(x)[m.axis]
-            idx = unit_indices(m, g.size, n)
-            per_index = (
-                jnp.zeros((n,), bool)
-                .at[idx.reshape(-1)]
-                .set(jnp.repeat(keep[g.name], idx.shape[1]))
-            )
-            shape = [1] * jnp.ndim(x)
-            shape[m.axis] = n
-            out = set_leaf(out, m.path, cur & per_index.reshape(shape))
-    return out
-
-
-def _lookup(tree, path):
-    node = tree
-    for k in path:
-        if not isinstance(node, Mapping) or k not in node:
-            return None
-        node = node[k]
-    return node
+    """``expand_keep``'s mask AND-ed with ``mask`` (a pruned weight never comes back);
+    leaves no prunable group touches keep ``mask``'s leaf."""
+    with warnings.catch_warnings():  # the pruner has warned naming itself
+        warnings.simplefilter("ignore", LayerCollapseWarning)
+        expanded = expand_keep(groups, keep, params)
+    return jax.tree.map(
+        lambda e, m: m if e is None else (e if m is None else e & m),
+        expanded,
+        mask,
+        is_leaf=lambda x: x is None,
+    )

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxticket.masks import apply_mask
-from jaxticket.structured.groups import ROLES, Group, Member, member_leaf, unit_indices
+from jaxticket.structured.groups import ROLES, Group, Member, member_leaf
 
 GroupScore = Callable[..., dict[str, jax.Array]]
 DEFAULT_ROLES = ("producer", "bias")
@@ -192,10 +192,11 @@ def _summed(group: Group, tree, roles, fn, members=None) -> jax.Array:
 
 
 def _unit_slices(x, member: Member, size: int) -> jax.Array:
-    """``x`` as ``[size, n]``: row j holds every entry unit j owns on ``member.axis``."""
+    """``x`` as ``[size, n]``: row j holds every entry unit j owns on ``member.axis``
+    (the axis laid out as ``(outer, size, inner)``)."""
     x = jnp.moveaxis(jnp.asarray(x), member.axis, 0)
-    idx = unit_indices(member, size, x.shape[0])
-    return x[idx].reshape(size, -1)
+    x = x.reshape(-1, size, member.inner, *x.shape[1:])
+    return jnp.moveaxis(x, 1, 0).reshape(size, -1)
 
 
 def _leaf(member: Member, tree, group: Group):
