@@ -28,13 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxticket.lottery.imp import _jit_prune, _pruners
 from jaxticket.lottery.optimizer import make_optimizer
 from jaxticket.lottery.state import concat, seed_slice, stack_seeds
 from jaxticket.masks import dense_mask
 from jaxticket.optim import get_mask
 from jaxticket.soups.averaging import average
 from jaxticket.soups.config import SoupConfig
+from jaxticket.soups.pruners import magnitude_programs
 from jaxticket.stability.batchnorm import has_state, recompute_batchnorm, training_batches
 from jaxticket.train import train_seeds
 from jaxticket.train.evaluate import evaluate
@@ -105,7 +105,7 @@ class SoupTrainer:
         self.imp_keys = seed_keys(c.seed, 1, c.seeds)
         self.member_keys = [seed_keys(c.seed, 3 + j, c.seeds) for j in range(c.members)]
         self.init_batch = init_seeds(self.model)
-        self.prune = _jit_prune(_pruners(c)[0], "fraction")
+        self.prune = magnitude_programs(c.allocation, c.layer_rates, c.min_keep).by_fraction
         self.stateful = has_state(self.state_template)
         if self.stateful and c.bn_batches:
             self.bn_inputs = training_batches(self.data, c.bn_batches, c.batch_size)
