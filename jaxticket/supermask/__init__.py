@@ -5,10 +5,25 @@
   constant;
 * ``model``: ``supermask_model`` (any ``Model`` with params ``{"scores", "weights"}``) and
   ``freeze_weights`` (the optax wrapper that keeps the weights fixed), so the ordinary
-  engine (``jaxticket.train.train_seeds``) trains the scores, seeds vmapped.
+  engine (``jaxticket.train.train_seeds``) trains the scores, seeds vmapped;
+* ``config``: ``SupermaskConfig`` (variant ``edge_popup``, ``jackpot`` or ``hidenseek``,
+  the fractions kept ``ks``; every field a CLI flag, the digest names the run directory);
+* ``run``: ``run_supermask`` on the workflow layer: the trained dense reference (phase 0),
+  then one resumable phase per k;
+* ``report``: the table over seeds and ``report(run_dir)`` for ``jaxticket report``;
+* ``plots`` (loads matplotlib): accuracy against k with the dense reference line.
+
+Example::
+
+    config = SupermaskConfig(variant="edge_popup", ks=(0.3, 0.5), steps=2000)
+    store, records = run_supermask(config, out_dir="runs")
+    print(format_table(summarize(records)))
 """
 
-from jaxticket.supermask import model, scores
+import importlib
+
+from jaxticket.supermask import config, model, report, run, scores
+from jaxticket.supermask.config import VARIANTS, SupermaskConfig
 from jaxticket.supermask.model import (
     KINDS,
     effective_params,
@@ -17,6 +32,8 @@ from jaxticket.supermask.model import (
     supermask_params,
     wrapped_mask,
 )
+from jaxticket.supermask.report import format_table, summarize
+from jaxticket.supermask.run import SUPERMASK, SupermaskPhase, run_supermask
 from jaxticket.supermask.scores import (
     edge_popup_mask,
     keep_count,
@@ -29,6 +46,17 @@ from jaxticket.supermask.scores import (
 
 __all__ = [
     "KINDS",
+    "SUPERMASK",
+    "VARIANTS",
+    "SupermaskConfig",
+    "SupermaskPhase",
+    "config",
+    "format_table",
+    "plots",
+    "report",
+    "run",
+    "run_supermask",
+    "summarize",
     "edge_popup_mask",
     "effective_params",
     "freeze_weights",
@@ -44,3 +72,10 @@ __all__ = [
     "uniform_scores",
     "wrapped_mask",
 ]
+
+
+def __getattr__(name: str):
+    # plots pulls in matplotlib (slow to import); load it when first asked for.
+    if name == "plots":
+        return importlib.import_module("jaxticket.supermask.plots")
+    raise AttributeError(f"module 'jaxticket.supermask' has no attribute {name!r}")
