@@ -66,6 +66,7 @@ class Transformer1(nnx.Module):
 
     def __init__(self, vocab, n_tokens, dim, heads, mlp_ratio, num_classes, *, init, rngs):
         self.heads = heads
+        self.head_dim = dim // heads
         self.embed = _embed(vocab, dim, rngs)
         self.pos_embed = nnx.Param(jax.random.normal(rngs.params(), (n_tokens, dim)) * dim**-0.5)
         for name in ("query", "key", "value", "attn_out"):
@@ -77,14 +78,16 @@ class Transformer1(nnx.Module):
     def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:
         del train, key  # no batch norm, no dropout
         h = self.embed(_tokens(x)) + self.pos_embed[...]
-        b, t, d = h.shape
+        b, t, _ = h.shape
 
         def split_heads(y):
-            return y.reshape(b, t, self.heads, d // self.heads)
+            # The head count comes from the array, so a network with heads or residual
+            # width removed (jaxticket.structured) runs through the same module.
+            return y.reshape(b, t, -1, self.head_dim)
 
         q, k, v = (split_heads(layer(h)) for layer in (self.query, self.key, self.value))
         attn = jax.nn.dot_product_attention(q, k, v, is_causal=True)
-        h = h + self.attn_out(attn.reshape(b, t, d))
+        h = h + self.attn_out(attn.reshape(b, t, -1))
         h = h + self.mlp_out(jax.nn.relu(self.mlp_in(h)))
         return self.output(h[:, -1])
 
