@@ -6,11 +6,16 @@ no bias (BatchNorm follows each); Kaiming-normal init. When a block changes shap
 shortcut is, by the ``shortcut`` option, a 1×1 conv + BatchNorm (``'conv'``, the default,
 as in OpenLTH's ResNet-20 used by the rewinding and stability papers) or He et al.'s
 parameter-free option A (``'pad'``: subsample and zero-pad channels).
+``skip_blocks`` builds the network without some shape-preserving blocks (each computes the
+identity once its residual branch is zero, so a layer ticket compacts to this shallower
+network; see ``jaxticket.structured.layers``).
 Params: ``conv1``, ``bn1``, ``stage{s}_block{b}/{conv1,bn1,conv2,bn2,shortcut_conv,
 shortcut_bn}``, ``output``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -80,9 +85,12 @@ class ResNet(nnx.Module):
       shortcut: ``'conv'`` or ``'pad'``.
       init: an initialization scheme name.
       rngs: random streams for the parameters.
+      skip: names of blocks left out (``"stage1_block2"``, ...); the full network when empty.
     """
 
-    def __init__(self, in_ch, blocks_per_stage, width, num_classes, shortcut, *, init, rngs):
+    def __init__(
+        self, in_ch, blocks_per_stage, width, num_classes, shortcut, *, init, rngs, skip=()
+    ):
         self.conv1 = conv(in_ch, width, (3, 3), use_bias=False, init=init, rngs=rngs)
         self.bn1 = batch_norm(width, rngs)
         names, n_in = [], width
@@ -90,9 +98,11 @@ class ResNet(nnx.Module):
             n_out = width * 2**s
             for b in range(blocks_per_stage):
                 stride = 2 if s > 0 and b == 0 else 1
-                names.append(f"stage{s + 1}_block{b + 1}")
-                block = BasicBlock(n_in, n_out, stride, shortcut, init=init, rngs=rngs)
-                setattr(self, names[-1], block)
+                name = f"stage{s + 1}_block{b + 1}"
+                if name not in skip:
+                    names.append(name)
+                    block = BasicBlock(n_in, n_out, stride, shortcut, init=init, rngs=rngs)
+                    setattr(self, name, block)
                 n_in = n_out
         self.block_names = tuple(names)
         self.output = dense(n_in, num_classes, init=init, rngs=rngs)
@@ -113,9 +123,10 @@ def resnet20(
     width: int = 16,
     shortcut: str = "conv",
     init: str = "kaiming_normal",
+    skip_blocks: Sequence[str] = (),
 ) -> Model:
     """ResNet-20 (about 0.27M params at width 16). See ``resnet`` for the arguments."""
-    return _build("resnet20", 20, input_shape, num_classes, width, shortcut, init)
+    return _build("resnet20", 20, input_shape, num_classes, width, shortcut, init, skip_blocks)
 
 
 @register("resnet")
@@ -127,6 +138,7 @@ def resnet(
     width: int = 16,
     shortcut: str = "conv",
     init: str = "kaiming_normal",
+    skip_blocks: Sequence[str] = (),
 ) -> Model:
     """A CIFAR ResNet of any depth 6n+2 (20, 32, 44, 56, 110, ...).
 
@@ -137,14 +149,33 @@ def resnet(
       width: filters in the first stage (16 in He et al.).
       shortcut: ``'conv'`` (1×1 conv + BN projection) or ``'pad'`` (option A).
       init: initialization scheme name.
+      skip_blocks: blocks to leave out, by name (``"stage1_block2"``); only blocks that keep
+        their input's shape (not a stage's first block in stages 2 and 3, nor any block
+        whose channels change), so that the rest of the network is unchanged. Leaving
+        blocks out changes how the remaining parameters are drawn by ``init``: build the
+        shallower network's params from the full one's (``jaxticket.structured.layers``).
 
     Returns:
       The ``Model``.
     """
-    return _build(f"resnet{depth}", depth, input_shape, num_classes, width, shortcut, init)
+    return _build(
+        f"resnet{depth}", depth, input_shape, num_classes, width, shortcut, init, skip_blocks
+    )
 
 
-def _build(name, depth, input_shape, num_classes, width, shortcut, init) -> Model:
+def removable_block_names(depth: int) -> tuple[str, ...]:
+    """The blocks of a CIFAR ResNet of ``depth`` whose input and output shapes match.
+
+    These are every block but the first of stages 2 and 3 (which halve the resolution and
+    double the channels): with a zero residual branch such a block computes the identity.
+    """
+    n = (depth - 2) // 6
+    return tuple(
+        f"stage{s + 1}_block{b + 1}" for s in range(3) for b in range(n) if s == 0 or b > 0
+    )
+
+
+def _build(name, depth, input_shape, num_classes, width, shortcut, init, skip_blocks) -> Model:
     check_scheme(init, name)
     require_rank(name, input_shape, 3, "(height, width, channels)")
     if depth < 8 or (depth - 2) % 6:
@@ -152,9 +183,27 @@ def _build(name, depth, input_shape, num_classes, width, shortcut, init) -> Mode
     if shortcut not in ("conv", "pad"):
         raise ValueError(f"model {name!r}: shortcut must be 'conv' or 'pad', got {shortcut!r}")
     n = (depth - 2) // 6
+    skip = _check_skip(name, depth, skip_blocks)
     return from_nnx(
-        lambda rngs: ResNet(input_shape[2], n, width, num_classes, shortcut, init=init, rngs=rngs),
+        lambda rngs: ResNet(
+            input_shape[2], n, width, num_classes, shortcut, init=init, rngs=rngs, skip=skip
+        ),
         input_shape=input_shape,
         num_classes=num_classes,
         name=name,
     )
+
+
+def _check_skip(name: str, depth: int, skip_blocks: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(skip_blocks, str) or not isinstance(skip_blocks, Sequence):
+        raise ValueError(
+            f"model {name!r}: skip_blocks must be a sequence of block names, got {skip_blocks!r}"
+        )
+    valid = removable_block_names(depth)
+    for block in skip_blocks:
+        if block not in valid:
+            raise ValueError(
+                f"model {name!r}: skip_blocks entry {block!r} is not a block whose input and "
+                f"output shapes match; removable blocks: {', '.join(valid)}"
+            )
+    return tuple(skip_blocks)
