@@ -141,7 +141,7 @@ def check_groups(groups: Iterable[Group], params: Any, state: Any) -> None:
             where = f"group {g.name!r}: {m.collection} leaf {'/'.join(map(str, m.path))!r}"
             if leaf is None:
                 raise ValueError(f"{where} does not exist")
-            shape = tuple(np.shape(leaf))
+            shape = tuple(getattr(leaf, "shape", None) or np.shape(leaf))
             if m.axis >= len(shape):
                 raise ValueError(f"{where} has shape {shape}, no axis {m.axis}")
             if shape[m.axis] % (g.size * m.inner):
@@ -176,10 +176,11 @@ def _check_declarations(groups: tuple[Group, ...]) -> None:
             raise ValueError(f"group {g.name!r}: prunable must be a bool, got {g.prunable!r}")
         if not isinstance(g.members, tuple) or not g.members:
             raise ValueError(f"group {g.name!r}: members must be a non-empty tuple of Member")
-        if not any(isinstance(m, Member) and m.role == "producer" for m in g.members):
-            raise ValueError(f"group {g.name!r}: needs at least one member with role='producer'")
         for m in g.members:
             _check_member(g.name, m)
+        if not any(m.role == "producer" for m in g.members):
+            raise ValueError(f"group {g.name!r}: needs at least one member with role='producer'")
+        for m in g.members:
             key = (m.collection, m.path, m.axis)
             if key in claimed:
                 raise ValueError(
