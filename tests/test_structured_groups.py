@@ -36,6 +36,21 @@ class ResidualCNN(nnx.Module):
         return self.head(h.mean(axis=(1, 2)))
 
 
+class AttentionNet(nnx.Module):
+    """A residual ``nnx.MultiHeadAttention`` block: kernels with separate head axes."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.inp = nnx.Linear(3, 8, rngs=rngs)
+        self.att = nnx.MultiHeadAttention(
+            num_heads=2, in_features=8, qkv_features=8, decode=False, rngs=rngs
+        )
+        self.head = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+        h = self.inp(x)
+        return self.head((h + self.att(h)).mean(axis=1))
+
+
 class LoopNet(nnx.Module):
     """Applies its layer in a ``fori_loop``: a ``while`` the analysis has no rule for."""
 
@@ -63,6 +78,9 @@ MODELS = {
     ),
     "cnn1d": lambda: models.get("cnn1d", input_shape=(12,), num_classes=3, channels=4),
     "residual_cnn": _residual_cnn,
+    "nnx_attention": lambda: models.from_nnx(
+        lambda rngs: AttentionNet(rngs=rngs), input_shape=(4, 3)
+    ),
 }
 
 
@@ -231,6 +249,25 @@ def test_user_nnx_cnn_with_batchnorm_and_residual(lab):
         groups,
         [Group("conv1/kernel", 6, want, kind="channels"), Group("head/kernel", 4, head, False)],
     )
+
+
+def test_nnx_attention_heads_on_their_own_kernel_axis(lab):
+    groups = _by_name(lab.groups("nnx_attention"))
+    qkv = [("att", n) for n in ("query", "key", "value")]
+    heads = Group(
+        "att/query/kernel",
+        2,
+        (
+            *(P(*n, "kernel", axis=1) for n in qkv),
+            *(P(*n, "bias", axis=0, role="bias") for n in qkv),
+            P("att", "out", "kernel", axis=0, role="consumer"),
+        ),
+        kind="heads",
+    )
+    _same([groups["att/query/kernel"]], [heads])
+    # The per-head value width is a group; the query/key width is not (q.k is scaled by
+    # 1/sqrt of it, a constant the trace cannot tie to the shape).
+    assert set(groups) == {"inp/kernel", "att/query/kernel", "att/value/kernel", "head/kernel"}
 
 
 @pytest.mark.parametrize(

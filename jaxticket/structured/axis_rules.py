@@ -63,10 +63,14 @@ def source_line(eqn: Any) -> str:
 
 def dot_general(prop: Any, lhs: Info, rhs: Info, dimension_numbers) -> Info:
     (lc, rc), (lb, rb) = dimension_numbers
+    activations = lhs.origin is None and rhs.origin is None
     for a, b in zip(lc, rc, strict=True):
         prop.classes.union(lhs.axes[a], rhs.axes[b])
+        if activations:  # q.k over head dims: scaled by a shape-derived 1/sqrt(d)
+            prop.classes.flag(lhs.axes[a], "mixed")
     for a, b in zip(lb, rb, strict=True):
         prop.classes.union(lhs.axes[a], rhs.axes[b])
+        prop.classes.flag(lhs.axes[a], "batched")  # attention heads are batch dimensions
     for info, contract in ((lhs, lc), (rhs, rc)):
         if info.origin is None:
             continue

@@ -27,6 +27,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -185,7 +186,20 @@ def _build_groups(name, classes, usage, leaves, inputs, prune_outputs) -> tuple[
             continue
         groups.append(_group(root, members, classes, usage, leaves, prune_outputs))
     groups.sort(key=lambda pair: pair[0])
-    return tuple(g for _, g in groups)
+    return _unique_names([g for _, g in groups])
+
+
+def _unique_names(groups: list[Group]) -> tuple[Group, ...]:
+    # A kernel with separate head and head-dimension axes produces two groups.
+    seen: set[str] = set()
+    out = []
+    for g in groups:
+        if g.name in seen:
+            axis = next(m.axis for m in g.members if m.role == "producer")
+            g = dataclasses.replace(g, name=f"{g.name}:{axis}")
+        seen.add(g.name)
+        out.append(g)
+    return tuple(out)
 
 
 def _group(root, members, classes, usage, leaves, prune_outputs) -> tuple[int, Group]:
@@ -194,7 +208,7 @@ def _group(root, members, classes, usage, leaves, prune_outputs) -> tuple[int, G
         (usage.producers.get(key, 1 << 30), m) for m, _, key in members if m.role == "producer"
     )[1]
     producers = [(m, key) for m, _, key in members if m.role == "producer"]
-    if any(m.inner > 1 for m, _ in producers):
+    if "batched" in classes.flags(root):
         kind = "heads"
     elif any(key[0] in usage.conv_leaves for _, key in producers):
         kind = "channels"
