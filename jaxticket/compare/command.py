@@ -12,6 +12,7 @@ import time
 
 from jaxticket.compare.config import CompareConfig
 from jaxticket.workflow.flags import add_run_flags, config_from_args
+from jaxticket.workflow.multiprocess import is_primary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,4 +56,5 @@ def write_tables(rows: list[dict], directory) -> None:
         + "\n\n## Method minus control (early-stop test accuracy, percentage points; "
         "✓ more than the seed spread)\n\n" + control_table(rows, markdown=True) + "\n"
     )
-    (Path(directory) / "table.md").write_text(text, encoding="utf-8")
+    if is_primary():  # one writer in a multi-process job
+        (Path(directory) / "table.md").write_text(text, encoding="utf-8")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jaxticket.scratch.config import ScratchConfig
 from jaxticket.workflow.flags import add_run_flags, config_from_args
+from jaxticket.workflow.multiprocess import is_primary
 from jaxticket.workflow.store import RunStore
 from jaxticket.workflow.store_results import stored_config
 from jaxticket.workflow.summary import format_summary, group_summary
@@ -84,7 +85,8 @@ def run_command(args: argparse.Namespace) -> int:
     rows = summarize(records)
     print(format_table(rows))
     table = store.run_dir / "summary.md"
-    table.write_text(format_table(rows, markdown=True) + "\n", encoding="utf-8")
+    if is_primary():  # one writer in a multi-process job
+        table.write_text(format_table(rows, markdown=True) + "\n", encoding="utf-8")
     print(f"\nrun directory: {store.run_dir}\ntable: {table}")
     print(f"wall time: {time.time() - start:.1f} s")
     return 0

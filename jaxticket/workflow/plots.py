@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from jaxticket.workflow.multiprocess import is_primary
+
 DIVERGED_MARK = dict(marker="v", ms=7, color="red", label="diverged run (non-finite loss/weights)")
 
 
@@ -43,11 +45,16 @@ def band_line(ax, x, per_point, label: str, color: str, *, marker=None, ls="-") 
 
 
 def save_figure(fig: Figure, path) -> Path:
-    """Writes ``fig`` to ``path`` (format from the suffix), creating parent folders."""
+    """Writes ``fig`` to ``path`` (format from the suffix), creating parent folders.
+
+    In a multi-process job only process 0 writes (``jaxticket.workflow.multiprocess``);
+    the others return the path.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
+    if is_primary():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(path)
     return path
 
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import jax
 
 from jaxticket.workflow.config import RUNTIME_KEY
+from jaxticket.workflow.multiprocess import is_primary, share_from_primary
 from jaxticket.workflow.records import Record, warn_collapsed, warn_diverged
 from jaxticket.workflow.store import RunStore
 
@@ -102,6 +103,8 @@ def run_workflow(
     log = log or (lambda msg: None)
     runner = workflow.setup(config, None if devices is None else tuple(devices))
     identity = run_identity(config, runner.devices)
+    if not is_primary():  # another process of a multi-process job: process 0 stores
+        return _follow_primary(workflow, config, runner, identity, out_dir, show_progress)
     store = RunStore.open(out_dir, identity, name=workflow.name(config))
     # One process per run directory: a second identical command is refused at once (the
     # kernel drops the lock of a killed process, so a stale lock never blocks).
@@ -110,7 +113,7 @@ def run_workflow(
         records: list[Record] = []
         state = None
         for phase in workflow.phases(config):
-            loaded = store.load_level(phase)
+            loaded = share_from_primary(store.load_level(phase))
             if loaded is not None:
                 arrays, new = loaded
                 state = runner.unpack(arrays)
@@ -127,6 +130,25 @@ def run_workflow(
                 warn_diverged(where, chosen, stacklevel=4)
             records.extend(new)
             store.write_results(identity, records)
+    return store, records
+
+
+def _follow_primary(workflow, config, runner, identity, out_dir, show_progress):
+    """``run_workflow`` on a process other than 0 (``jaxticket.workflow.multiprocess``):
+    the same phases and collectives, with process 0's finished phases received instead
+    of read, and nothing written. Returns a store for the run directory's path (which
+    exists on this host only if the file system is shared) and the same records."""
+    store = RunStore(RunStore.path_for(out_dir, identity, name=workflow.name(config)))
+    records: list[Record] = []
+    state = None
+    for phase in workflow.phases(config):
+        loaded = share_from_primary(None)
+        if loaded is not None:
+            arrays, new = loaded
+            state = runner.unpack(arrays)
+        else:
+            state, new = runner.run_phase(phase, state, show_progress)
+        records.extend(new)
     return store, records
 
 

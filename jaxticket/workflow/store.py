@@ -39,6 +39,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -113,11 +114,8 @@ class RunStore:
           ValueError: a bad name, or the directory holds a different (or unreadable) config.
           StorageError: the directory or its ``config.json`` cannot be created or read.
         """
-        name = "run" if name is None else name
-        if not name or "/" in name or os.sep in name or name in (".", ".."):
-            raise ValueError(f"RunStore.open: name {name!r} must be a plain directory name")
-        digest = config_digest(config)
-        store = cls(Path(root) / f"{name}-{digest[:12]}")
+        store = cls(cls.path_for(root, config, name))
+        name, digest = store.run_dir.name.rsplit("-", 1)[0], config_digest(config)
         path = store.run_dir / "config.json"
         if path.exists():
             stored = read_json(path, "RunStore.open")
@@ -134,6 +132,18 @@ class RunStore:
         store._digest = digest
         remove_tmp_files(store.run_dir, all_writers=False)
         return store
+
+    @staticmethod
+    def path_for(root: str | os.PathLike, config: dict, name: str | None = None) -> Path:
+        """The run directory :meth:`open` uses for ``config`` (nothing is created).
+
+        Raises:
+          ValueError: ``name`` is not a plain directory name.
+        """
+        name = "run" if name is None else name
+        if not name or "/" in name or os.sep in name or name in (".", ".."):
+            raise ValueError(f"RunStore.open: name {name!r} must be a plain directory name")
+        return Path(root) / f"{name}-{config_digest(config)[:12]}"
 
     @contextmanager
     def locked(self, *, wait: bool = False) -> Iterator[RunStore]:
@@ -320,7 +330,15 @@ class RunStore:
         # A fresh, synchronous manager per operation rereads the disk, so moved-aside levels
         # or another process never leave a stale step cache. Its background tmp-dir cleanup
         # stays off (it races the next manager); a save replaces its own step's tmp dir.
-        opts = ocp.CheckpointManagerOptions(enable_async_checkpointing=False)
+        # Only this process touches the store (``jaxticket.workflow.multiprocess``), so
+        # orbax must not wait for the job's other processes (and then cannot create the
+        # folder itself).
+        this = jax.process_index()
+        only_me = ocp.options.MultiprocessingOptions(primary_host=this, active_processes={this})
+        opts = ocp.CheckpointManagerOptions(
+            enable_async_checkpointing=False, multiprocessing_options=only_me, create=False
+        )
+        self._checkpoints().mkdir(parents=True, exist_ok=True)
         return ocp.CheckpointManager(self._checkpoints(), options=opts)
 
     def _discard(self, level: int, problem: str) -> None:

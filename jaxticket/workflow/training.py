@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from jaxticket._paths import leaves_with_paths, matches
 from jaxticket.train import DivergenceWarning
+from jaxticket.train.distributed import train_seeds_global
 from jaxticket.train.runner import seed_mesh
 from jaxticket.workflow.config import ConfigError
 
@@ -214,14 +215,29 @@ def train_on_devices(train_fn, model, data, optimizer, devices: tuple, *, data_k
         one a test replaces to see what trains).
       model, data, optimizer: as for ``train_seeds``.
       devices: the workflow's devices (:func:`resolve_devices`); the runs are spread over
-        the first ``len(data_keys)`` of them (:func:`seed_mesh_for`).
+        the first ``len(data_keys)`` of them (:func:`seed_mesh_for`). Devices of several
+        processes (after ``jax.distributed.initialize``; ``docs/multihost.md``): the runs
+        are spread over all of them (``train_seeds_global``), and every process gets the
+        whole result.
       data_keys: the runs' data-order keys, stacked.
       **kwargs: the rest of ``train_seeds``'s arguments (``init_keys``, ``steps``,
         ``batch_size``, ``params``, ...), except ``mesh``.
     """
-    mesh = seed_mesh_for(devices, data_keys.shape[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DivergenceWarning)
+        if any(d.process_index != jax.process_index() for d in devices):
+            # Every process holds part of the seed axis, so the mesh takes all devices
+            # (the last run is repeated to fill it); the result comes back on the host.
+            return train_seeds_global(
+                model,
+                data,
+                optimizer,
+                data_keys=data_keys,
+                mesh=seed_mesh(devices),
+                train_fn=train_fn,
+                **kwargs,
+            )
+        mesh = seed_mesh_for(devices, data_keys.shape[0])
         result = train_fn(model, data, optimizer, data_keys=data_keys, mesh=mesh, **kwargs)
     # Workflow state lives on the host: it is checkpointed anyway, and slicing or stacking
     # it there costs no compilation (each eager JAX op compiles per shape).
