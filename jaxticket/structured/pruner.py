@@ -18,8 +18,9 @@ Example::
    scaled per group by glob patterns on group names). ``sparsity`` counts units: prune
    until that fraction of all prunable groups' units is removed. The counts and the
    top-k are ``jaxticket.pruning``'s (``global_``/``layerwise`` and the ``unstructured``
-   selection over per-group unit-score vectors), so the rounding rules, ties (the earlier
-   unit, the earlier group wins) and ``min_keep`` reservations are the same;
+   selection over per-group unit-score vectors, with top-k's stable-sort path: unit
+   vectors are short), so the rounding rules, ties (the earlier unit, the earlier group
+   wins) and ``min_keep`` reservations are the same;
 4. the result is the structural mask of the kept units: every member slice of a removed
    unit pruned (kernel columns/filters, biases, BatchNorm scale and shift, consumers'
    input rows), AND-ed with ``mask``; leaves no prunable group touches keep ``mask``'s leaf.
@@ -45,7 +46,6 @@ eagerly, as by ``Pruner``.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -53,10 +53,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxticket._paths import check_patterns_exist
-from jaxticket.masks import LayerCollapseWarning, dense_mask, validate_mask
+from jaxticket.masks import dense_mask, validate_mask
 from jaxticket.pruning import allocation as alloc
 from jaxticket.pruning import selection as sel
 from jaxticket.pruning.layerwise import layerwise
+from jaxticket.pruning.topk_exact import _sorted_mask
 from jaxticket.structured import scores as scores_lib
 from jaxticket.structured.groups import Group
 from jaxticket.structured.masks import expand_keep, keep_from_mask, warn_collapsed
@@ -116,18 +117,19 @@ class StructuredPruner(NamedTuple):
         Warns:
           LayerCollapseWarning: (eager calls, ``min_keep=0``) a prunable group kept no unit.
         """
-        keep = self.keep(params, mask, fraction=fraction, sparsity=sparsity, key=key, batch=batch)
-        return _merged(self.groups, keep, params, mask)
+        new, keep = self._prune(params, mask, fraction, sparsity, key, batch)
+        warn_collapsed(self.groups, keep, "structured pruner")
+        return new
 
     def keep(self, params, mask, *, fraction=None, sparsity=None, key=None, batch=None):
         """The kept units, ``{group name: bool[size]}`` for every prunable group (the
         ``keep`` of ``jaxticket.structured.masks``); the arguments are those of
         ``__call__``."""
-        keep = self._keep(params, mask, fraction, sparsity, key, batch)
+        _, keep = self._prune(params, mask, fraction, sparsity, key, batch)
         warn_collapsed(self.groups, keep, "structured pruner")
         return keep
 
-    def _keep(self, params, mask, fraction, sparsity, key, batch):
+    def _prune(self, params, mask, fraction, sparsity, key, batch):
         _check_options(self)
         alloc.check_rate("fraction", fraction, "structured pruner")
         alloc.check_rate("sparsity", sparsity, "structured pruner")
@@ -140,7 +142,7 @@ class StructuredPruner(NamedTuple):
             layerwise(dict(self.scale) or None).check_rates(
                 names, fraction=fraction, sparsity=sparsity
             )
-        return _select(self, params, mask, fraction, sparsity, key, batch)
+        return _prune(self, params, mask, fraction, sparsity, key, batch)
 
 
 def structured_pruner(
@@ -227,14 +229,17 @@ def _check_options(p: StructuredPruner) -> None:
         raise ValueError("structured pruner: scale= goes with allocation='layerwise'")
 
 
+# One compiled program per pruner (its groups, score, allocation and options) and tree
+# shapes; the rates are traced, so every round of IMP reuses it.
 @functools.partial(jax.jit, static_argnums=0)
-def _select(p: StructuredPruner, params, mask, fraction, sparsity, key, batch):
-    prunable = [g for g in p.groups if g.prunable]
-    scored = p.score(params, tuple(prunable), mask=mask, key=key, batch=batch)
+def _prune(p: StructuredPruner, params, mask, fraction, sparsity, key, batch):
+    """(the new mask, the keep): scores, alive units, allocation, top-k, expansion."""
+    prunable = tuple(g for g in p.groups if g.prunable)
+    scored = p.score(params, prunable, mask=mask, key=key, batch=batch)
     alive = keep_from_mask(prunable, mask)
     unit_scores = [_normalized(scored[g.name], alive[g.name], p) for g in prunable]
     allocation = alloc.global_() if p.allocation == "global" else layerwise(dict(p.scale) or None)
-    kept = sel.unstructured()(
+    kept = sel.unstructured(_sorted_mask)(
         unit_scores,
         [alive[g.name] for g in prunable],
         [g.name for g in prunable],
@@ -243,7 +248,8 @@ def _select(p: StructuredPruner, params, mask, fraction, sparsity, key, batch):
         sparsity=sparsity,
         min_keep=p.min_keep,
     )
-    return {g.name: k for g, k in zip(prunable, kept, strict=True)}
+    keep = {g.name: k for g, k in zip(prunable, kept, strict=True)}
+    return _merged(p.groups, keep, params, mask), keep
 
 
 def _normalized(s, alive, p: StructuredPruner):
@@ -261,9 +267,7 @@ def _normalized(s, alive, p: StructuredPruner):
 def _merged(groups, keep, params, mask):
     """``expand_keep``'s mask AND-ed with ``mask`` (a pruned weight never comes back);
     leaves no prunable group touches keep ``mask``'s leaf."""
-    with warnings.catch_warnings():  # the pruner has warned naming itself
-        warnings.simplefilter("ignore", LayerCollapseWarning)
-        expanded = expand_keep(groups, keep, params)
+    expanded = expand_keep(groups, keep, params)
     return jax.tree.map(
         lambda e, m: m if e is None else (e if m is None else e & m),
         expanded,
