@@ -103,6 +103,8 @@ def conv(prop: Any, eqn: Any, lhs: Info, rhs: Info) -> Info:
         raise UnsupportedOp("conv_general_dilated", prop.locate(eqn), "grouped convolution")
     for d in lhs_spec[2:]:
         c.flag(lhs.axes[d], "mixed")
+    for d in rhs_spec[2:]:
+        c.flag(rhs.axes[d], "mixed")
     if rhs.origin is not None:
         leaf, amap = rhs.origin
         prop.usage.conv_leaves.add(leaf)
@@ -128,6 +130,8 @@ def gather(prop: Any, eqn: Any, operand: Info, indices: Info, shape) -> Info:
     for d, out in zip(kept, dn.offset_dims, strict=True):
         full = sizes[d] == c.size(operand.axes[d]) and d not in indexed
         axes[out] = operand.axes[d] if full else c.new(shape[out])
+        if not full:
+            c.flag(operand.axes[d], "mixed")
         if full and operand.origin is not None:
             prop.usage.producer(operand.origin[0], operand.origin[1][d])
     for d in indexed:

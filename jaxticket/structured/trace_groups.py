@@ -21,6 +21,8 @@ Decisions:
   removing a unit would change the other units' values.
 - A slice, pad, concatenation or split along an axis that has producers cannot be
   expressed as a group: ``ValueError`` naming the operation and its source line.
+- An axis of one unit (a layer already cut to width 1) is never a group: size-1 axes
+  broadcast, so the trace cannot tell which leaves they belong with.
 - The class of the logits axis is a group with ``prunable=False`` unless
   ``prune_outputs=True``.
 """
@@ -148,6 +150,7 @@ def _build_groups(name, classes, usage, leaves, inputs, prune_outputs) -> tuple[
     for leaf_id, info in enumerate(inputs):
         collection, path, _ = leaves[leaf_id]
         for axis, node in enumerate(info.axes):
+            # A one-unit axis is never a group: size-1 axes broadcast, so their ties are lost.
             factors = [f for f in classes.factors(node) if classes.size(f) > 1]
             sizes = [classes.size(f) for f in factors]
             for i, f in enumerate(factors):
