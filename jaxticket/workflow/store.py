@@ -39,10 +39,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxticket.workflow.store_checkpoints import checkpoint_manager
 from jaxticket.workflow.store_files import (
     RunDirectoryBusyError,
     StorageError,
@@ -135,11 +135,7 @@ class RunStore:
 
     @staticmethod
     def path_for(root: str | os.PathLike, config: dict, name: str | None = None) -> Path:
-        """The run directory :meth:`open` uses for ``config`` (nothing is created).
-
-        Raises:
-          ValueError: ``name`` is not a plain directory name.
-        """
+        """The run directory :meth:`open` uses for ``config`` (nothing is created)."""
         name = "run" if name is None else name
         if not name or "/" in name or os.sep in name or name in (".", ".."):
             raise ValueError(f"RunStore.open: name {name!r} must be a plain directory name")
@@ -327,19 +323,7 @@ class RunStore:
         return self._digest
 
     def _manager(self) -> ocp.CheckpointManager:
-        # A fresh, synchronous manager per operation rereads the disk, so moved-aside levels
-        # or another process never leave a stale step cache. Its background tmp-dir cleanup
-        # stays off (it races the next manager); a save replaces its own step's tmp dir.
-        # Only this process touches the store (``jaxticket.workflow.multiprocess``), so
-        # orbax must not wait for the job's other processes (and then cannot create the
-        # folder itself).
-        this = jax.process_index()
-        only_me = ocp.options.MultiprocessingOptions(primary_host=this, active_processes={this})
-        opts = ocp.CheckpointManagerOptions(
-            enable_async_checkpointing=False, multiprocessing_options=only_me, create=False
-        )
-        self._checkpoints().mkdir(parents=True, exist_ok=True)
-        return ocp.CheckpointManager(self._checkpoints(), options=opts)
+        return checkpoint_manager(self._checkpoints())
 
     def _discard(self, level: int, problem: str) -> None:
         """Moves level's records to broken/, deletes its checkpoint, and says so."""
