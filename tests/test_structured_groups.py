@@ -5,7 +5,9 @@ of the analysis' reasoning: for one unit of each group it zeroes, in plain numpy
 member slice the group names (kernel columns, biases, BatchNorm scale and shift) and checks
 that the unit then contributes nothing (perturbing its consumer rows leaves the logits
 unchanged), while the same perturbation does change the logits of the intact network and
-leaks when the bias is left in place.
+leaks when the bias is left in place. (The test models use activations with f(0) = 0;
+after a sigmoid a zeroed unit would still send 0.5 to its consumer rows, which is why the
+rows are members.)
 """
 
 from __future__ import annotations
@@ -51,6 +53,22 @@ class AttentionNet(nnx.Module):
         return self.head((h + self.att(h)).mean(axis=1))
 
 
+class NormDepthwiseNet(nnx.Module):
+    """LayerNorm over the first layer's units, then a depthwise conv tied to its input."""
+
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.a = nnx.Linear(4, 6, rngs=rngs)
+        self.ln = nnx.LayerNorm(6, rngs=rngs)
+        self.b = nnx.Linear(6, 5, rngs=rngs)
+        self.dw = nnx.Conv(5, 5, (3,), feature_group_count=5, rngs=rngs)
+        self.c = nnx.Linear(5, 3, rngs=rngs)
+
+    def __call__(self, x):
+        h = self.b(nnx.gelu(self.ln(self.a(x))))
+        h = self.dw(jnp.repeat(h[:, None, :], 4, axis=1)).mean(axis=1)
+        return self.c(nnx.tanh(h))
+
+
 class LoopNet(nnx.Module):
     """Applies its layer in a ``fori_loop``: a ``while`` the analysis has no rule for."""
 
@@ -80,6 +98,9 @@ MODELS = {
     "residual_cnn": _residual_cnn,
     "nnx_attention": lambda: models.from_nnx(
         lambda rngs: AttentionNet(rngs=rngs), input_shape=(4, 3)
+    ),
+    "norm_depthwise": lambda: models.from_nnx(
+        lambda rngs: NormDepthwiseNet(rngs=rngs), input_shape=(4,)
     ),
 }
 
@@ -268,6 +289,25 @@ def test_nnx_attention_heads_on_their_own_kernel_axis(lab):
     # The per-head value width is a group; the query/key width is not (q.k is scaled by
     # 1/sqrt of it, a constant the trace cannot tie to the shape).
     assert set(groups) == {"inp/kernel", "att/query/kernel", "att/value/kernel", "head/kernel"}
+
+
+def test_layernorm_units_are_not_a_group_and_depthwise_ties_channels(lab):
+    groups = lab.groups("norm_depthwise")
+    tied = Group(
+        "b/kernel",
+        5,
+        (
+            P("b", "kernel", axis=1),
+            P("b", "bias", axis=0, role="bias"),
+            P("dw", "kernel", axis=2),
+            P("dw", "bias", axis=0, role="bias"),
+            P("c", "kernel", axis=0, role="consumer"),
+        ),
+        kind="channels",
+    )
+    out = (P("c", "kernel", axis=1), P("c", "bias", axis=0, role="bias"))
+    # a's units are normalized together (mean and variance over them): no group.
+    _same(groups, [tied, Group("c/kernel", 3, out, prunable=False)])
 
 
 @pytest.mark.parametrize(
