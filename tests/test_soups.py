@@ -70,3 +70,12 @@ def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(ConfigError) as err:
         SoupConfig(**kwargs)
     assert err.value.field == field and "\n" not in str(err.value)
+
+
+def test_bn_batches_on_a_model_without_state_is_refused_before_training(tmp_path):
+    from jaxticket.soups import run_soups
+
+    config = SoupConfig(model="mlp", hidden=(8,), bn_batches=2)
+    with pytest.raises(ConfigError, match="no BatchNorm state") as err:
+        run_soups(config, out_dir=tmp_path)
+    assert err.value.field == "bn_batches" and not any(tmp_path.iterdir())

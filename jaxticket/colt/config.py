@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from jaxticket.soups.pruners import check_pruning_settings
 from jaxticket.workflow.config import field
 from jaxticket.workflow.settings import TrainingSettings
-from jaxticket.workflow.training import RATE_RESOLUTION, resolved_rate
 from jaxticket.workflow.training import require as _check
-from jaxticket.workflow.training import require_one_of as _choice
 
 __all__ = ["ColtConfig"]
 
@@ -75,30 +74,7 @@ class ColtConfig(TrainingSettings):
             f"steps // segments = {c.steps // c.segments} leaves the copies no iteration; "
             "give --segment-steps",
         )
-        _check(
-            0 < resolved_rate(c.prune_fraction) < RATE_RESOLUTION,
-            "prune_fraction",
-            f"prune_fraction must be in (0, 1) (resolved to 1e-6), got {c.prune_fraction}",
-        )
-        _choice(c, "allocation", ("layerwise", "global"))
-        _check(
-            not c.layer_rates or c.allocation == "layerwise",
-            "layer_rates",
-            "layer_rates go with allocation=layerwise; pass --layer-rates '' for global",
-        )
-        _check(
-            0 <= c.rewind < c.steps,
-            "rewind",
-            f"rewind must be in [0, steps={c.steps}), got {c.rewind}",
-        )
-        _check(
-            not c.hidden or c.model == "mlp",
-            "hidden",
-            f"hidden sets the widths of the mlp model; model {c.model!r} has fixed widths",
-        )
-        _check(
-            all(h >= 1 for h in c.hidden), "hidden", f"hidden widths must be >= 1, got {c.hidden}"
-        )
+        check_pruning_settings(c)
 
     def copy_steps(self) -> int:
         """Iterations of each segment's copy per cycle (``segment_steps`` or

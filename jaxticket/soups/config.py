@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from jaxticket.soups.pruners import check_pruning_settings
 from jaxticket.workflow.config import field
 from jaxticket.workflow.settings import TrainingSettings
-from jaxticket.workflow.training import RATE_RESOLUTION, resolved_rate
 from jaxticket.workflow.training import require as _check
 from jaxticket.workflow.training import require_one_of as _choice
 
@@ -78,7 +78,6 @@ class SoupConfig(TrainingSettings):
         )
         _choice(c, "vary", VARY)
         _choice(c, "retrain", RETRAIN_MODES)
-        _choice(c, "allocation", ("layerwise", "global"))
         if c.vary == "weight_decay":
             _check(
                 len(c.member_weight_decays) == c.members,
@@ -104,34 +103,12 @@ class SoupConfig(TrainingSettings):
                 "member_weight_decays has no effect with vary=order; leave it empty",
             )
         _check(
-            0 < resolved_rate(c.prune_fraction) < RATE_RESOLUTION,
-            "prune_fraction",
-            f"prune_fraction must be in (0, 1) (resolved to 1e-6), got {c.prune_fraction}",
-        )
-        _check(
             c.retrain == "rewind" or c.rewind == 0,
             "rewind",
             "rewind has no effect with retrain=soup; leave it at 0",
         )
-        _check(
-            0 <= c.rewind < c.steps,
-            "rewind",
-            f"rewind must be in [0, steps={c.steps}), got {c.rewind}",
-        )
-        _check(
-            not c.layer_rates or c.allocation == "layerwise",
-            "layer_rates",
-            "layer_rates go with allocation=layerwise; pass --layer-rates '' for global",
-        )
         _check(c.bn_batches >= 0, "bn_batches", f"bn_batches must be >= 0, got {c.bn_batches}")
-        _check(
-            not c.hidden or c.model == "mlp",
-            "hidden",
-            f"hidden sets the widths of the mlp model; model {c.model!r} has fixed widths",
-        )
-        _check(
-            all(h >= 1 for h in c.hidden), "hidden", f"hidden widths must be >= 1, got {c.hidden}"
-        )
+        check_pruning_settings(c)
 
     def member_decays(self) -> tuple[float, ...]:
         """Each member's weight decay (``weight_decay`` for all with ``vary=order``)."""

@@ -14,8 +14,37 @@ from typing import NamedTuple
 import jax
 
 from jaxticket.pruning import criteria, layerwise, magnitude_pruner, make_pruner
+from jaxticket.workflow.training import RATE_RESOLUTION, resolved_rate
+from jaxticket.workflow.training import require as _check
+from jaxticket.workflow.training import require_one_of as _choice
 
-__all__ = ["MagnitudePrograms", "magnitude_programs"]
+__all__ = ["MagnitudePrograms", "check_pruning_settings", "magnitude_programs"]
+
+
+def check_pruning_settings(c) -> None:
+    """The IMP-style settings a soup or COLT config shares, each a ``ConfigError`` naming
+    the field: ``prune_fraction`` in (0, 1), ``allocation``, ``layer_rates`` only with
+    layerwise allocation, ``rewind`` in ``[0, steps)`` and ``hidden`` (mlp widths)."""
+    _check(
+        0 < resolved_rate(c.prune_fraction) < RATE_RESOLUTION,
+        "prune_fraction",
+        f"prune_fraction must be in (0, 1) (resolved to 1e-6), got {c.prune_fraction}",
+    )
+    _choice(c, "allocation", ("layerwise", "global"))
+    _check(
+        not c.layer_rates or c.allocation == "layerwise",
+        "layer_rates",
+        "layer_rates go with allocation=layerwise; pass --layer-rates '' for global",
+    )
+    _check(
+        0 <= c.rewind < c.steps, "rewind", f"rewind must be in [0, steps={c.steps}), got {c.rewind}"
+    )
+    _check(
+        not c.hidden or c.model == "mlp",
+        "hidden",
+        f"hidden sets the widths of the mlp model; model {c.model!r} has fixed widths",
+    )
+    _check(all(h >= 1 for h in c.hidden), "hidden", f"hidden widths must be >= 1, got {c.hidden}")
 
 
 class MagnitudePrograms(NamedTuple):

@@ -39,6 +39,7 @@ from jaxticket.stability.batchnorm import has_state, recompute_batchnorm, traini
 from jaxticket.train import train_seeds
 from jaxticket.train.evaluate import evaluate
 from jaxticket.train.runner import init_seeds
+from jaxticket.workflow.config import ConfigError
 from jaxticket.workflow.records import Record, seed_records
 from jaxticket.workflow.run import Workflow, run_workflow
 from jaxticket.workflow.setup import model_and_data
@@ -107,6 +108,13 @@ class SoupTrainer:
         self.init_batch = init_seeds(self.model)
         self.prune = magnitude_programs(c.allocation, c.layer_rates, c.min_keep).by_fraction
         self.stateful = has_state(self.state_template)
+        default = {f.name: f.default for f in dataclasses.fields(c)}["bn_batches"]
+        if not self.stateful and c.bn_batches != default:
+            raise ConfigError(
+                "bn_batches",
+                f"bn_batches has no effect: model {c.model!r} has no BatchNorm state; leave "
+                f"it at its default {default}",
+            )
         if self.stateful and c.bn_batches:
             self.bn_inputs = training_batches(self.data, c.bn_batches, c.batch_size)
             self.recompute = _recompute(self.model)
