@@ -1,5 +1,17 @@
-"""Structured pruning that really shrinks a network (issue 13): dependency groups first."""
+"""Structured pruning that really shrinks a network (issue 13).
 
+- Dependency groups: :func:`dependency_groups` (traced from ``apply``), or written by hand
+  with :func:`declare_groups`; :class:`Group` / :class:`Member`, :func:`check_groups`.
+- Structured masks: :func:`expand_keep`, :func:`keep_from_mask`, :func:`check_structured`.
+- Compaction to a smaller dense network: :func:`compact`.
+- Group scores (module :mod:`~jaxticket.structured.scores`) and pruning over groups:
+  :func:`structured_pruner` / :class:`StructuredPruner`.
+- PreCropping (:func:`precrop`, :func:`channel_counts`) and layer tickets
+  (:func:`removable_blocks`, :func:`block_imp`, :func:`compact_blocks`).
+"""
+
+from jaxticket.structured import scores
+from jaxticket.structured.compact import compact
 from jaxticket.structured.groups import (
     Group,
     Member,
@@ -7,13 +19,30 @@ from jaxticket.structured.groups import (
     declare_groups,
     unit_indices,
 )
+from jaxticket.structured.layer_imp import block_imp
+from jaxticket.structured.layers import compact_blocks, removable_blocks
+from jaxticket.structured.masks import check_structured, expand_keep, keep_from_mask
+from jaxticket.structured.precrop import channel_counts, precrop
+from jaxticket.structured.pruner import StructuredPruner, structured_pruner
 from jaxticket.structured.trace_groups import dependency_groups
 
 __all__ = [
     "Group",
     "Member",
+    "StructuredPruner",
+    "block_imp",
+    "channel_counts",
     "check_groups",
+    "check_structured",
+    "compact",
+    "compact_blocks",
     "declare_groups",
     "dependency_groups",
+    "expand_keep",
+    "keep_from_mask",
+    "precrop",
+    "removable_blocks",
+    "scores",
+    "structured_pruner",
     "unit_indices",
 ]
