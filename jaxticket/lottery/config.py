@@ -75,6 +75,20 @@ class LotteryConfig(TrainingSettings):
         added=True,
     )
 
+    structure: str = _field(
+        "weights",
+        "weights: prune single weights; channels (or units, the same): structured IMP that "
+        "removes whole neurons/channels/heads over the model's dependency groups (kernel "
+        "slices, biases, BatchNorm, consumers' inputs), never the output layer; "
+        "layer_rates then match group names, prune_fraction and sparsities count units",
+        added=True,
+    )
+    group_score: str = _field(
+        "l1",
+        "structured IMP: the magnitude of a unit's kernel slice and bias that ranks it, l1 or l2",
+        added=True,
+    )
+
     def check(self) -> None:
         """Ranges and combinations of the fields (``config_checks.check_ranges``)."""
         check_ranges(self)

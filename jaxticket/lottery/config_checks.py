@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 REWIND_MODES = ("weights", "lr", "finetune")
 CONTROLS = ("reinit", "random_prune", "shuffle")
+STRUCTURES = ("weights", "channels", "units")
+GROUP_SCORES = ("l1", "l2")
 
 
 def check_ranges(c: LotteryConfig) -> None:
@@ -115,6 +117,7 @@ def check_ranges(c: LotteryConfig) -> None:
         f"got {list(c.one_shot)}",
     )
     _check_level_sparsities(c, rate_range)
+    _check_structure(c)
     if c.one_shot:
         # One-shot pruning trains one level per sparsity: IMP's level count and per-level
         # fraction would be ignored (and still change the run's hash), so they are refused.
@@ -168,3 +171,35 @@ def _check_level_sparsities(c, rate_range: str) -> None:
             f"{name} has no effect with level_sparsities (one level per sparsity); leave it "
             f"at its default {defaults[name]}",
         )
+
+
+def _check_structure(c) -> None:
+    """Structured IMP: a known structure and group score; controls that keep masks
+    structured (``random_prune`` and ``shuffle`` move single weights)."""
+    _check(
+        c.structure in STRUCTURES,
+        "structure",
+        f"structure must be one of {', '.join(STRUCTURES)}, got {c.structure!r}",
+    )
+    _check(
+        c.group_score in GROUP_SCORES,
+        "group_score",
+        f"group_score must be one of {', '.join(GROUP_SCORES)}, got {c.group_score!r}",
+    )
+    if c.structure == "weights":
+        default = {f.name: f.default for f in dataclasses.fields(c)}["group_score"]
+        _check(
+            c.group_score == default,
+            "group_score",
+            f"group_score ranks units of structured IMP; with structure 'weights' leave it "
+            f"at its default {default!r} (or pass --structure channels)",
+        )
+        return
+    unstructured = [name for name in c.controls if name in ("random_prune", "shuffle")]
+    _check(
+        not unstructured,
+        "controls",
+        f"controls {unstructured} move single weights, so their masks would not be "
+        f"structured; with structure {c.structure!r} use controls=('reinit',) or () "
+        "(--controls reinit)",
+    )
