@@ -464,6 +464,17 @@ def test_channel_padding_shortcut_is_refused_with_the_line():
         dependency_groups(model)
 
 
+def test_bad_arguments_are_refused_in_one_line(lab):
+    model, params, state = lab.model("mlp")
+    with pytest.raises(TypeError, match="expected a jaxticket.models.Model"):
+        dependency_groups(params)
+    with pytest.raises(TypeError, match="prune_outputs must be a bool"):
+        dependency_groups(model, prune_outputs="yes")
+    stacked = jax.tree.map(lambda a: jax.ShapeDtypeStruct((2, *a.shape), a.dtype), params)
+    with pytest.raises(ValueError, match="leaf 'dense1/bias' has shape"):
+        dependency_groups(model, stacked, state)
+
+
 def test_declared_groups_are_checked_against_the_leaves():
     params = {"d": {"kernel": jnp.zeros((4, 6)), "bias": jnp.zeros(6)}}
     good = Group("d/kernel", 3, (P("d", "kernel", axis=1), P("d", "bias", axis=0, role="bias")))

@@ -75,7 +75,14 @@ def dependency_groups(
       ValueError: an operation the analysis cannot read (the message names the primitive,
         its source line, and points to ``declare_groups``), or params/state that do not
         fit the model.
+      TypeError: ``model`` is not a ``Model`` or ``prune_outputs`` not a bool.
     """
+    if not all(hasattr(model, a) for a in ("init", "apply", "input_shape", "name")):
+        raise TypeError(
+            f"dependency_groups: expected a jaxticket.models.Model, got {type(model).__name__}"
+        )
+    if not isinstance(prune_outputs, bool):
+        raise TypeError(f"dependency_groups: prune_outputs must be a bool, got {prune_outputs!r}")
     if params is None or state is None:
         init_params, init_state = jax.eval_shape(model.init, jax.random.key(0))
         params = init_params if params is None else params
