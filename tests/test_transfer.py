@@ -64,7 +64,8 @@ def test_mismatched_tasks_refused_before_training(monkeypatch):
         ({"dataset": "digits", "source_seed": 1}, "source_seed"),
         ({"dataset": "cifar10"}, "dataset"),
         ({"variants": ("transfer", "imp")}, "variants"),
-        ({"target_seed": 42}, "target_classes"),  # the same task twice
+        ({"target_seed": 42}, "target_classes"),  # the same task twice (mnist1d)
+        ({"dataset": "modular", "target_op": "+"}, "target_op"),
         ({"source_classes": (3,)}, "source_classes"),
     ],
 )

@@ -37,9 +37,9 @@ mask on a fresh init (``reinit``) and the source mask shuffled within each layer
 (``shuffle``: same per-layer counts)."""
 
 _TASK_FIELDS = {
-    "modular": {"p", "train_fraction", "source_op", "target_op"},
-    "digits": {"source_classes", "target_classes"},
-    "mnist1d": {"source_classes", "target_classes", "source_seed", "target_seed"},
+    "modular": ("p", "train_fraction", "source_op", "target_op"),
+    "digits": ("source_classes", "target_classes"),
+    "mnist1d": ("source_classes", "target_classes", "source_seed", "target_seed"),
 }
 
 
@@ -90,7 +90,7 @@ class TransferConfig(TrainingSettings):
         require(bool(self.variants), "variants", "variants: give at least one")
         require(len(set(self.variants)) == len(self.variants), "variants", "variants repeat")
         defaults = {f.name: f.default for f in dataclasses.fields(TransferConfig)}
-        for name in set().union(*_TASK_FIELDS.values()) - _TASK_FIELDS[self.dataset]:
+        for name in sorted(set().union(*_TASK_FIELDS.values()) - set(_TASK_FIELDS[self.dataset])):
             if getattr(self, name) != defaults[name]:
                 raise ConfigError(
                     name,
@@ -114,4 +114,8 @@ class TransferConfig(TrainingSettings):
         )
         pairs = [n.removeprefix("source_") for n in _TASK_FIELDS[self.dataset] if "source_" in n]
         same = all(getattr(self, f"source_{n}") == getattr(self, f"target_{n}") for n in pairs)
-        require(not same, "target_classes", "the source and target tasks are the same task")
+        require(
+            not same,
+            f"target_{pairs[0]}",
+            f"the source and target tasks are the same task (set a target_{pairs[0]})",
+        )
