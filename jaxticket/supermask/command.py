@@ -35,3 +35,9 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"\nrun directory: {store.run_dir}\nplots: {acc}, {over}")
     print(f"wall time: {time.time() - start:.1f} s")
     return 0
+
+
+if __name__ == "__main__":  # python -m jaxticket.supermask.command ... (= jaxticket supermask)
+    _parser = argparse.ArgumentParser(prog="jaxticket supermask", description=__doc__)
+    add_arguments(_parser)
+    sys.exit(run_command(_parser.parse_args()))

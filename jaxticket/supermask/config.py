@@ -19,13 +19,23 @@ A setting the variant does not read must stay at its default: it is refused, nam
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from jaxticket.at_init import methods
+from jaxticket.lottery.optimizer import make_optimizer
 from jaxticket.workflow.config import ConfigError, field
 from jaxticket.workflow.settings import TrainingSettings
 from jaxticket.workflow.training import RATE_RESOLUTION, require, resolved_rate
 
-__all__ = ["SALIENCIES", "VARIANTS", "WEIGHT_INITS", "SupermaskConfig", "run_names", "saliency"]
+__all__ = [
+    "SALIENCIES",
+    "VARIANTS",
+    "WEIGHT_INITS",
+    "SupermaskConfig",
+    "run_names",
+    "saliency",
+    "score_optimizer",
+]
 
 VARIANTS = ("edge_popup", "jackpot", "hidenseek")
 WEIGHT_INITS = ("signed_constant", "init")
@@ -52,6 +62,14 @@ class SupermaskConfig(TrainingSettings):
     )
     saliency: str = field(
         "synflow", "hidenseek: the at-init mask, synflow (100 rounds) or snip (one shot)"
+    )
+    score_learning_rate: float = field(
+        0.0,
+        "peak learning rate of the scores (0: learning_rate, the dense reference's); same "
+        "optimizer and schedule",
+    )
+    hidden: tuple[int, ...] = field(
+        (), "hidden widths of the mlp model, e.g. 100,100 (empty: the model's default)"
     )
 
     def check(self) -> None:
@@ -85,6 +103,21 @@ class SupermaskConfig(TrainingSettings):
             "saliency",
             f"unknown saliency {self.saliency!r}; valid: {', '.join(SALIENCIES)}",
         )
+        require(
+            math.isfinite(self.score_learning_rate) and self.score_learning_rate >= 0,
+            "score_learning_rate",
+            f"score_learning_rate must be >= 0 (0: learning_rate), got {self.score_learning_rate}",
+        )
+        require(
+            not self.hidden or self.model == "mlp",
+            "hidden",
+            f"hidden sets the widths of the mlp model; model {self.model!r} has fixed widths",
+        )
+        require(
+            all(h >= 1 for h in self.hidden),
+            "hidden",
+            f"hidden widths must be >= 1, got {self.hidden}",
+        )
         defaults = {f.name: f.default for f in dataclasses.fields(SupermaskConfig)}
         for name, variants in _VARIANT_FIELDS.items():
             if self.variant not in variants and getattr(self, name) != defaults[name]:
@@ -99,6 +132,12 @@ def run_names(c: SupermaskConfig) -> tuple[str, ...]:
     """What trains in each k phase, in batch order: ``jackpot`` and ``scratch`` for the
     jackpot variant, else the variant itself."""
     return ("jackpot", "scratch") if c.variant == "jackpot" else (c.variant,)
+
+
+def score_optimizer(c: SupermaskConfig):
+    """The optimizer of the scores: the config's, at ``score_learning_rate`` when set."""
+    lr = c.score_learning_rate or c.learning_rate
+    return make_optimizer(dataclasses.replace(c, learning_rate=lr))
 
 
 def saliency(c: SupermaskConfig):

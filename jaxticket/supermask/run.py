@@ -23,7 +23,7 @@ import numpy as np
 from jaxticket.lottery.optimizer import make_optimizer
 from jaxticket.lottery.state import concat, seed_slice, stack_seeds
 from jaxticket.masks import dense_mask
-from jaxticket.supermask.config import SupermaskConfig, run_names, saliency
+from jaxticket.supermask.config import SupermaskConfig, run_names, saliency, score_optimizer
 from jaxticket.supermask.model import freeze_weights, supermask_model, wrapped_mask
 from jaxticket.supermask.scores import (
     edge_popup_mask,
@@ -101,7 +101,9 @@ class SupermaskTrainer:
     def __init__(self, config: SupermaskConfig, devices=None):
         self.config = c = config
         self.devices = resolve_devices(devices, "run_supermask")
-        self.model, self.template, self.state_template, self.data = model_and_data(c)
+        self.model, self.template, self.state_template, self.data = model_and_data(
+            c, hidden=c.hidden
+        )
         self.init_keys, self.data_keys, self.score_keys, self.saliency_keys = (
             seed_keys(c.seed, stream, c.seeds) for stream in range(4)
         )
@@ -137,7 +139,7 @@ class SupermaskTrainer:
             train_seeds,
             model,
             self.data,
-            freeze_weights(make_optimizer(c)),
+            freeze_weights(score_optimizer(c)),
             self.devices,
             init_keys=jnp.concatenate([self.init_keys] * runs),
             data_keys=jnp.concatenate([self.data_keys] * runs),
