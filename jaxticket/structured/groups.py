@@ -137,7 +137,7 @@ def check_groups(groups: Iterable[Group], params: Any, state: Any) -> None:
     trees = {"params": params, "state": state if state is not None else {}}
     for g in groups:
         for m in g.members:
-            leaf = _lookup(trees[m.collection], m.path)
+            leaf = leaf_at(trees[m.collection], m.path)
             where = f"group {g.name!r}: {m.collection} leaf {'/'.join(map(str, m.path))!r}"
             if leaf is None:
                 raise ValueError(f"{where} does not exist")
@@ -154,7 +154,7 @@ def check_groups(groups: Iterable[Group], params: Any, state: Any) -> None:
 def member_leaf(member: Member, params: Any, state: Any) -> Any:
     """The leaf a member indexes, or None when its path is absent."""
     tree = params if member.collection == "params" else state
-    return _lookup(tree, member.path)
+    return leaf_at(tree, member.path)
 
 
 def _check_declarations(groups: tuple[Group, ...]) -> None:
@@ -213,13 +213,19 @@ def _check_member(name: str, m: Any) -> None:
         raise ValueError(f"group {name!r}: member role must be one of {ROLES}, got {m.role!r}")
 
 
-def _lookup(tree: Any, path: tuple) -> Any:
+def leaf_at(tree: Any, path: tuple) -> Any:
+    """The leaf of nested dicts ``tree`` at key ``path`` (as in :attr:`Member.path`), or None."""
     node = tree
     for key in path:
         if not isinstance(node, Mapping) or key not in node:
             return None
         node = node[key]
     return node
+
+
+def dict_path(key_path: Iterable[Any]) -> tuple:
+    """A JAX key path (``DictKey``, ``SequenceKey``, ...) as the plain keys of a member path."""
+    return tuple(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in key_path)
 
 
 def _is_int(value: Any) -> bool:

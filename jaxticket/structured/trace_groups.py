@@ -35,11 +35,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
 from jaxticket.structured.axis_classes import AxisClasses
 from jaxticket.structured.axis_rules import Info, UnsupportedOp, Usage
-from jaxticket.structured.groups import Group, Member, check_groups
+from jaxticket.structured.groups import Group, Member, check_groups, dict_path
 from jaxticket.structured.jaxpr_axes import Propagator
 
 _HINT = (
@@ -136,19 +135,7 @@ def _trace(model, params, state, input_dtype):
 
 def _leaf_records(tree: Any, collection: str) -> list[tuple[str, tuple, tuple[int, ...]]]:
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [(collection, tuple(_key(k) for k in path), tuple(leaf.shape)) for path, leaf in flat]
-
-
-def _key(k: Any) -> Any:
-    if isinstance(k, DictKey):
-        return k.key
-    if isinstance(k, SequenceKey):
-        return k.idx
-    if isinstance(k, GetAttrKey):
-        return k.name
-    if isinstance(k, FlattenedIndexKey):
-        return k.key
-    return k
+    return [(collection, dict_path(path), tuple(leaf.shape)) for path, leaf in flat]
 
 
 def _build_groups(name, classes, usage, leaves, inputs, prune_outputs) -> tuple[Group, ...]:
