@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jaxticket import models
 from jaxticket.structured import Group, Member, check_groups, declare_groups, dependency_groups
@@ -308,6 +310,38 @@ def test_layernorm_units_are_not_a_group_and_depthwise_ties_channels(lab):
     out = (P("c", "kernel", axis=1), P("c", "bias", axis=0, role="bias"))
     # a's units are normalized together (mean and variance over them): no group.
     _same(groups, [tied, Group("c/kernel", 3, out, prunable=False)])
+
+
+def _plain_mlp(widths, n_in):
+    sizes = (n_in, *widths)
+
+    def init(key):
+        del key
+        return {
+            f"l{i}": {"w": jnp.zeros((a, b)), "b": jnp.zeros(b)}
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+        }, {}
+
+    def apply(params, state, x, *, train, key=None):
+        del train, key
+        for i in range(len(widths)):
+            x = x @ params[f"l{i}"]["w"] + params[f"l{i}"]["b"]
+            x = jax.nn.relu(x) if i < len(widths) - 1 else x
+        return x, state
+
+    return models.Model("plain_mlp", init, apply, (n_in,), widths[-1])
+
+
+@given(st.lists(st.integers(2, 5), min_size=1, max_size=4), st.integers(1, 3))
+def test_plain_function_mlp_groups_follow_the_widths(widths, n_in):
+    groups = dependency_groups(_plain_mlp(widths, n_in))
+    want = []
+    for i, width in enumerate(widths):
+        members = [P(f"l{i}", "w", axis=1), P(f"l{i}", "b", axis=0, role="bias")]
+        if i < len(widths) - 1:
+            members.append(P(f"l{i + 1}", "w", axis=0, role="consumer"))
+        want.append(Group(f"l{i}/w", width, tuple(members), prunable=i < len(widths) - 1))
+    _same(groups, want)
 
 
 @pytest.mark.parametrize(
