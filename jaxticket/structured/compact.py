@@ -120,22 +120,16 @@ def kept_indices(groups: tuple[Group, ...], keep: Mapping, params: Any, state: A
 def slice_tree(tree: Any, slices: Slices) -> Any:
     """``tree`` (nested dicts) with each listed leaf cut down to its kept indices."""
 
-    def cut(path, leaf):
-        for axis, idx in slices.get(_key_tuple(path), ()):
-            leaf = jnp.take(leaf, idx, axis=axis)
-        return leaf
-
-    return jax.tree_util.tree_map_with_path(cut, tree)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: _take(leaf, slices.get(_key_tuple(path), ())), tree
+    )
 
 
 def resize_module(module: nnx.Module, slices: Slices) -> nnx.Module:
     """Slices the module's variables in place and updates its layers' size attributes."""
     for path, var in list(nnx.iter_graph(module)):
         if isinstance(var, nnx.Variable) and tuple(path) in slices:
-            value = var.get_value()
-            for axis, idx in slices[tuple(path)]:
-                value = jnp.take(value, idx, axis=axis)
-            var.set_value(value)
+            var.set_value(_take(var.get_value(), slices[tuple(path)]))
     for _, sub in list(nnx.iter_graph(module)):
         if isinstance(sub, nnx.Module):
             _update_sizes(sub)
@@ -158,6 +152,21 @@ def _update_sizes(layer: nnx.Module) -> None:
                 break
     elif isinstance(layer, nnx.Embed):
         layer.num_embeddings, layer.features = (int(d) for d in layer.embedding.shape)
+
+
+def _take(leaf: Any, cuts: list[tuple[int, np.ndarray]]) -> Any:
+    # Host-side NumPy slicing for concrete arrays (eager jnp.take would compile one program
+    # per leaf and index set); traced arrays (an abstract build, a jitted init) use jnp.
+    if not cuts:
+        return leaf
+    if isinstance(leaf, jax.core.Tracer):
+        for axis, idx in cuts:
+            leaf = jnp.take(leaf, idx, axis=axis)
+        return leaf
+    out = np.asarray(leaf)
+    for axis, idx in cuts:
+        out = np.take(out, idx, axis=axis)
+    return jnp.asarray(out)
 
 
 def _as_keep(groups: tuple[Group, ...], params: Any, mask_or_keep: Any) -> dict[str, np.ndarray]:

@@ -64,10 +64,17 @@ def expand_keep(groups: Iterable[Group], keep: Keep, params: Any) -> Any:
     keep = check_keep(groups, keep)
     by_leaf = _params_members(groups, params)
     warn_collapsed(groups, keep, "expand_keep")
+    # Concrete keeps are expanded with NumPy: eager jnp would compile one program per op.
+    traced = any(isinstance(v, jax.core.Tracer) for v in keep.values())
+    if not traced:
+        keep = {k: np.asarray(v) for k, v in keep.items()}
 
     def leaf_mask(path: tuple, leaf: Any) -> Any:
         entries = by_leaf.get(path)
-        return _leaf_mask(entries, keep, tuple(jnp.shape(leaf))) if entries else None
+        if not entries:
+            return None
+        mask = _leaf_mask(entries, keep, tuple(jnp.shape(leaf)), jnp if traced else np)
+        return mask if traced else jnp.asarray(mask)
 
     return jax.tree_util.tree_map_with_path(lambda p, x: leaf_mask(_key_tuple(p), x), params)
 
@@ -86,6 +93,8 @@ def keep_from_mask(groups: Iterable[Group], mask: Any) -> dict[str, jax.Array]:
     Returns:
       ``{group name: bool array (size,)}`` for every prunable group.
     """
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(mask))
+    xp = jnp if traced else np  # eager jnp would compile one program per op
     out = {}
     for g in groups:
         if not g.prunable:
@@ -95,9 +104,10 @@ def keep_from_mask(groups: Iterable[Group], mask: Any) -> dict[str, jax.Array]:
             leaf = _lookup(mask, m.path) if m.collection == "params" else None
             if leaf is None:
                 continue
-            units = _per_unit(leaf, m, g.size)
+            units = _per_unit(xp.asarray(leaf, bool), m, g.size, xp)
             alive = units if alive is None else alive | units
-        out[g.name] = jnp.ones(g.size, bool) if alive is None else alive
+        alive = xp.ones(g.size, bool) if alive is None else alive
+        out[g.name] = alive if traced else jnp.asarray(alive)
     return out
 
 
@@ -137,7 +147,7 @@ def check_structured(groups: Iterable[Group], mask: Any) -> dict[str, np.ndarray
                     "entries but no prunable group touches it (compaction removes whole units)"
                 )
             continue
-        holes = np.asarray(_leaf_mask(by_leaf[path], keep, got.shape)) & ~got
+        holes = _leaf_mask(by_leaf[path], keep, got.shape, np) & ~got
         if holes.any():
             owners = ", ".join(
                 f"group {g.name!r} (axis {m.axis}, {m.role})" for g, m in by_leaf[path]
@@ -220,14 +230,15 @@ def check_keep(groups: tuple[Group, ...], keep: Keep) -> dict[str, Any]:
     return out
 
 
-def _leaf_mask(entries: list, keep: Keep, shape: tuple[int, ...]) -> jax.Array:
-    # AND over the groups touching one leaf of each group's keep along its member axis.
-    mask = jnp.ones(shape, bool)
+def _leaf_mask(entries: list, keep: Keep, shape: tuple[int, ...], xp: Any) -> Any:
+    # AND over the groups touching one leaf of each group's keep along its member axis;
+    # xp is numpy (concrete keeps) or jax.numpy (traced ones).
+    mask = xp.ones(shape, bool)
     for group, member in entries:
         if group.name not in keep:
             continue
         units = _unit_of_index(member, group.size, shape[member.axis])
-        along = jnp.take(jnp.asarray(keep[group.name]), units)
+        along = xp.take(xp.asarray(keep[group.name]), units)
         bshape = [1] * len(shape)
         bshape[member.axis] = shape[member.axis]
         mask = mask & along.reshape(bshape)
@@ -258,11 +269,11 @@ def _unit_of_index(member: Member, size: int, length: int) -> np.ndarray:
     return (np.arange(length) // member.inner) % size
 
 
-def _per_unit(leaf: Any, member: Member, size: int) -> jax.Array:
+def _per_unit(leaf: Any, member: Member, size: int, xp: Any) -> Any:
     # Any alive entry per unit: (outer, size, inner, rest) reduced to (size,).
-    x = jnp.moveaxis(jnp.asarray(leaf, bool), member.axis, 0)
+    x = xp.moveaxis(leaf, member.axis, 0)
     x = x.reshape(-1, size, member.inner, int(np.prod(x.shape[1:], dtype=int)))
-    return jnp.any(x, axis=(0, 2, 3))
+    return xp.any(x, axis=(0, 2, 3))
 
 
 def _lookup(tree: Any, path: tuple) -> Any:
