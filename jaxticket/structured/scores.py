@@ -14,7 +14,8 @@ statistics) are never scored: they are statistics, not weights.
 
 Weights the ``mask`` already pruned count as zero (the params are masked first), so a
 half-pruned unit scores only what is left of it. Every score is pure and works under
-``jax.jit`` and ``jax.vmap``. The factories return equal objects for equal arguments, so
+``jax.jit`` and ``jax.vmap`` (an eager call runs one compiled program per groups and
+shapes). The factories return equal objects for equal arguments, so
 a pruner built twice reuses its compiled program.
 
 * :func:`l1`, :func:`l2`: the L1 / L2 norm of the unit's slices over all its scored
@@ -82,7 +83,7 @@ def bn_scale() -> GroupScore:
             out[g.name] = _summed(g, params, (), jnp.abs, members=scale[:1])
         return out
 
-    return score
+    return _compiled(score)
 
 
 def taylor(
@@ -152,7 +153,7 @@ def _norm_score(norm: str, roles: tuple[str, ...]) -> GroupScore:
             out[g.name] = jnp.sqrt(total) if square else total
         return out
 
-    return score
+    return _compiled(score)
 
 
 @functools.cache
@@ -166,7 +167,7 @@ def _taylor(loss_fn, roles: tuple[str, ...]) -> GroupScore:
         product = jax.tree.map(lambda a, b: a * b, w, grads)
         return {g.name: jnp.abs(_summed(g, product, roles, lambda x: x)) for g in groups}
 
-    return score
+    return _compiled(score)
 
 
 @functools.cache
@@ -176,7 +177,18 @@ def _from_criterion(criterion, roles: tuple[str, ...]) -> GroupScore:
         scores = _masked(scores, mask)
         return {g.name: _summed(g, scores, roles, lambda x: x) for g in groups}
 
-    return score
+    return _compiled(score)
+
+
+def _compiled(score) -> GroupScore:
+    """``score`` jitted with the groups static (one compiled program per groups and
+    shapes, instead of op-by-op dispatch when called eagerly)."""
+    jitted = jax.jit(score, static_argnums=1)
+
+    def call(params, groups, *, mask=None, key=None, batch=None):
+        return jitted(params, tuple(groups), mask=mask, key=key, batch=batch)
+
+    return call
 
 
 def _summed(group: Group, tree, roles, fn, members=None) -> jax.Array:
