@@ -268,9 +268,8 @@ class Propagator:
             sub = eqn.params.get(key)
             if sub is None:
                 continue
-            if isinstance(sub, jcore.ClosedJaxpr):
-                consts = [self.fresh(getattr(x, "shape", ())) for x in sub.consts]
-                return self.propagate(sub.jaxpr, ins, consts)
-            if isinstance(sub, jcore.Jaxpr):
-                return self.propagate(sub, ins)
-        raise UnsupportedOp(eqn.primitive.name, self.locate(eqn), "no inner jaxpr found")
+            consts = [self.fresh(getattr(x, "shape", ())) for x in getattr(sub, "consts", ())]
+            inner = sub.jaxpr if isinstance(sub, jcore.ClosedJaxpr) else sub
+            if isinstance(inner, jcore.Jaxpr) and len(inner.invars) == len(ins):
+                return self.propagate(inner, ins, consts)
+        raise UnsupportedOp(eqn.primitive.name, self.locate(eqn), "no inner jaxpr that fits")
