@@ -200,11 +200,9 @@ def _unique_names(groups: list[Group]) -> tuple[Group, ...]:
 
 
 def _group(root, members, classes, usage, leaves, prune_outputs) -> tuple[int, Group]:
-    order = min(usage.producers.get(key, 1 << 30) for m, _, key in members if m.role == "producer")
-    first = min(
-        (usage.producers.get(key, 1 << 30), m) for m, _, key in members if m.role == "producer"
-    )[1]
     producers = [(m, key) for m, _, key in members if m.role == "producer"]
+    # Named after the producer computed first (every producer has a recorded order).
+    order, first = min(((usage.producers[key], m) for m, key in producers), key=lambda t: t[0])
     if "batched" in classes.flags(root):
         kind = "heads"
     elif any(key[0] in usage.conv_leaves for _, key in producers):
