@@ -15,6 +15,12 @@ Decisions:
 - Embedding tables: an ``nnx.Embed`` lookup is a producer of its output axis (the table's
   second axis), so the embedding width is a group together with whatever reads it; the
   vocabulary axis is indexed and never a group.
+- Attention: a class used as a batch dimension of a contraction between two activations
+  (``q @ k``, ``probs @ v``) has ``kind="heads"``; the width contracted between two
+  activations (q/k per-head dimensions) is never a group, since attention scales it by a
+  ``1/sqrt(d)`` that the trace sees as a constant, not as a function of the shape.
+- One kernel can be in one group on two axes (a square conv inside a residual branch whose
+  input and output channels are tied), never one axis in two groups.
 - Classes that touch the model's input (input features, token positions) are not groups.
 - Classes whose units interact (a reduction, a pooling window or an index along the
   axis: LayerNorm over features, a softmax over units) are not groups either, silently:
