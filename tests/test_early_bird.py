@@ -14,6 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import jaxticket
+from jaxticket._paths import leaves_with_paths
+from jaxticket.stability.channel_scores import bn_channel_pairs
 from jaxticket.stability.early_bird import (
     detect,
     early_bird,
@@ -257,3 +259,40 @@ def test_bad_settings_fail_in_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message) as err:
         early_bird(MODEL, DATA, optax.adam(1e-2), **KEYS, **RUN, **settings)
     assert "\n" not in str(err.value)
+
+
+def test_channel_masks_on_the_zoo_resnet():
+    """The channel path on a zoo BatchNorm model (ResNet-20: convs, shortcut convs): every
+    BatchNorm scale pairs with the conv before it, and the masks keep exactly the channels
+    of the largest |γ| overall."""
+    model = jaxticket.models.get("resnet20", input_shape=(8, 8, 3), num_classes=10)
+    params, _ = jax.eval_shape(model.init, jax.random.key(0))
+    pairs = bn_channel_pairs(params)
+    scales = [p for p, _ in leaves_with_paths(params) if p.endswith("scale")]
+    assert sorted(pairs.values()) == sorted(scales)
+    # Distinct |γ|: a random order of all channels, so every layer keeps some channels
+    # (a layer the threshold would empty keeps its best one: min_keep=1).
+    flat = {p: np.zeros(x.shape, np.float32) for p, x in leaves_with_paths(params)}
+    sizes = [flat[s].size for s in scales]
+    values = np.random.default_rng(0).permutation(sum(sizes)).astype(np.float32) + 1
+    for scale, part in zip(scales, np.split(values, np.cumsum(sizes)[:-1]), strict=True):
+        flat[scale] = part
+    threshold = np.sort(values)[len(values) // 2]  # sparsity 0.5: the lower half goes
+    tree = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.asarray(flat[_path(path)])[None, None], params
+    )
+    masks = epoch_masks(tree, sparsity=0.5, pruning="channels")
+    for kernel, scale in pairs.items():
+        got = np.asarray(_leaf(masks, kernel)[0, 0])
+        keep = flat[scale] >= threshold
+        np.testing.assert_array_equal(got, np.broadcast_to(keep, got.shape), err_msg=kernel)
+
+
+def _path(path) -> str:
+    return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def _leaf(tree, path: str):
+    for part in path.split("/"):
+        tree = tree[part]
+    return tree

@@ -1,7 +1,7 @@
 """BatchNorm channel scores for early-bird channel masks (network slimming, You et al. 2020).
 
-A kernel's output channel is scored by the |γ| of the BatchNorm after it: every weight of
-the channel scores |γ| / fan-in, so the channel's L1 norm (``neurons("l1")``) is exactly |γ|
+A kernel's output channel is scored by the |γ| of the BatchNorm after it: the channel's
+first weight scores |γ| and the others 0, so its L1 norm (``neurons("l1")``) is exactly |γ|
 and a global neuron pruner keeps the channels with the largest scales. Pairs of kernel and
 BatchNorm scale come from the zoo's names (:func:`bn_channel_pairs`) or are given by hand
 (:func:`check_channel_pairs`).
@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax.numpy as jnp
-import numpy as np
 
 from jaxticket._paths import leaves_with_paths, map_with_path_str
 from jaxticket.pruning import global_, make_pruner, neurons
@@ -61,8 +60,8 @@ def channel_pruner(pairs: dict[str, str]):
 
 @dataclasses.dataclass(frozen=True)
 class BatchNormScores:
-    """Criterion: every weight of a kernel's output channel scores |γ| / fan-in of the
-    BatchNorm after it, so a channel's L1 norm (``neurons("l1")``) is exactly |γ|.
+    """Criterion: the first weight of a kernel's output channel scores |γ| of the BatchNorm
+    after it and the others 0, so a channel's L1 norm (``neurons("l1")``) is exactly |γ|.
     Hashable by value (``pairs``: (kernel path, scale path) tuples), so a jitted program
     taking the pruner as a static argument is reused."""
 
@@ -75,8 +74,10 @@ class BatchNormScores:
         def score(path, w):
             if path not in scale_of:
                 return jnp.zeros(jnp.shape(w), jnp.float32)
-            fan_in = np.prod(jnp.shape(w)[:-1])
-            gamma = jnp.abs(flat[scale_of[path]]).astype(jnp.float32) / fan_in
-            return jnp.broadcast_to(gamma, jnp.shape(w))
+            # |γ| on the channel's first weight, 0 on the rest: the L1 norm is |γ| exactly
+            # (spreading |γ| / fan-in over the channel rounds, and can swap close scales).
+            gamma = jnp.abs(flat[scale_of[path]]).astype(jnp.float32)
+            first = (0,) * (jnp.ndim(w) - 1)
+            return jnp.zeros(jnp.shape(w), jnp.float32).at[first].set(gamma)
 
         return map_with_path_str(score, params, keep_none=False)
