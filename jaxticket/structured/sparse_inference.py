@@ -14,13 +14,13 @@ state, x)`` then runs the model's own ``apply`` (eval mode) with those leaves, t
   convolution only takes one input and one output channel);
 - everything else runs densely, as in ``apply``.
 
-``sparsify`` cannot bind ``custom_jvp`` / ``custom_vjp`` calls (``jax.nn.relu`` is one) or
-look inside nested ``jit`` calls in this jax, so the forward pass is traced once to a jaxpr
-and evaluated equation by equation with those calls inlined; inference needs no derivative
-rules. The outputs equal the dense masked network's (``apply(apply_mask(params, mask),
-...)``) up to float rounding. The speed is measured in ``benchmarks/bench_structured.py``:
-BCOO matmuls are gathers and scatter-adds, which beat a dense matmul on CPU only at very
-high sparsity.
+``sparsify`` fails on ``custom_jvp`` calls in this jax (0.10: ``KeyError: 'subfuns'``;
+``jax.nn.relu`` is one), so the forward pass is traced once to a jaxpr and evaluated
+equation by equation under ``sparsify``, nested calls (``jit``, ``custom_jvp`` /
+``custom_vjp``) inlined: inference needs no derivative rules. The outputs equal the dense
+masked network's (``apply(apply_mask(params, mask), ...)``) up to float rounding. Speed
+(``benchmarks/bench_structured.py``): BCOO matmuls are gathers and scatter-adds, which beat
+a dense matmul on CPU only at very high sparsity.
 """
 
 from __future__ import annotations
