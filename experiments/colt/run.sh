@@ -17,3 +17,8 @@ COMMON=(--model lenet_300_100 --dataset mnist1d --seeds 3 --steps 1000 --eval-ev
 colt "${COMMON[@]}" --segments 2
 # Four quarters (250 iterations per copy).
 colt "${COMMON[@]}" --segments 4
+# Reference: standard IMP with the same training (50 % of the survivors per level, the
+# output layer at half rate), for iterations-to-sparsity at IMP's own schedule.
+nice -n 10 python -c 'import sys; from jaxticket.cli import main; sys.exit(main(sys.argv[1:]))' \
+  lottery --model lenet_300_100 --dataset mnist1d --seeds 3 --steps 1000 --eval-every 250 \
+  --levels 5 --prune-fraction 0.5 --controls '' --out "$OUT" --quiet
