@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lottery_shared import compile_cache  # noqa: F401  (fixture: shared XLA cache)
 
 from jaxticket import models
 from jaxticket.lottery.config import ConfigError, LotteryConfig
@@ -362,16 +363,18 @@ def test_random_scores_are_deterministic_for_a_key():
 
 # --- structured IMP through LotteryConfig(structure="channels") ---------------------------
 
+# The shared tiny lottery run's training settings (tests/test_lottery.py's MAIN), so that
+# in a full session its dense level and init come from the shared persistent XLA cache.
 IMP = LotteryConfig(
-    model="mlp",  # 40 -> 100 -> 100 -> 10 on MNIST-1D
-    seeds=2,
-    steps=8,
-    eval_every=8,
-    val_size=100,
-    batch_size=32,
-    levels=2,
+    levels=2,  # LeNet-300-100 on MNIST-1D (40 inputs)
+    rewind=20,
     structure="channels",
     controls=("reinit",),
+    seeds=2,
+    steps=40,
+    eval_every=20,
+    val_size=200,
+    batch_size=60,
 )
 
 
@@ -383,8 +386,8 @@ def imp_run(tmp_path_factory):
 
 def test_structured_imp_removes_exact_units_per_level(imp_run):
     """Layerwise 20 % of each hidden group's units per level (the output layer never):
-    100 -> 80 -> 64 units, so dense1 keeps 64 of its 100 columns, dense2 64·64 of 100·100
-    weights and the output layer its 64 live rows."""
+    300 -> 240 -> 192 and 100 -> 80 -> 64 units, so dense1 keeps 192 of its 300 columns,
+    dense2 192·64 of 300·100 weights and the output layer its 64 live rows of 100."""
     _, records = imp_run
     last = [r for r in records if r["level"] == 2]
     assert {r["variant"] for r in last} == {"ticket", "reinit"}
@@ -399,7 +402,7 @@ def test_structured_imp_removes_exact_units_per_level(imp_run):
 def test_structured_imp_masks_are_structured_and_compact(imp_run):
     store, _ = imp_run
     arrays, _ = store.load_level(2)
-    model = models.get("mlp", input_shape=(40,), num_classes=10)
+    model = models.get("lenet_300_100", input_shape=(40,), num_classes=10)
     params, state = jax.eval_shape(model.init, jax.random.key(0))  # templates
     groups = dependency_groups(model, params, state)
     masks = unflatten_into(structured_dense_mask(groups, params), arrays, "mask")
@@ -407,10 +410,10 @@ def test_structured_imp_masks_are_structured_and_compact(imp_run):
     seed0 = lambda tree: jax.tree.map(lambda x: None if x is None else np.asarray(x)[0], tree)
     mask, weights = seed0(masks), seed0(trained)
     keep = check_structured(groups, mask)
-    assert [int(keep[g].sum()) for g in ("dense1/kernel", "dense2/kernel")] == [64, 64]
+    assert [int(keep[g].sum()) for g in ("dense1/kernel", "dense2/kernel")] == [192, 64]
     small, small_state, small_model = compact(model, weights, state, mask, groups)
-    assert small["dense1"]["kernel"].shape == (40, 64)
-    assert small["dense2"]["kernel"].shape == (64, 64) and small["output"]["kernel"].shape == (
+    assert small["dense1"]["kernel"].shape == (40, 192)
+    assert small["dense2"]["kernel"].shape == (192, 64) and small["output"]["kernel"].shape == (
         64,
         10,
     )

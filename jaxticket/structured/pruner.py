@@ -142,6 +142,7 @@ class StructuredPruner(NamedTuple):
             layerwise(dict(self.scale) or None).check_rates(
                 names, fraction=fraction, sparsity=sparsity
             )
+        mask = structured_dense_mask(self.groups, params, mask)
         return _prune(self, params, mask, fraction, sparsity, key, batch)
 
 
@@ -189,15 +190,22 @@ def structured_pruner(
 
 
 def structured_dense_mask(groups, params, mask=None):
-    """The mask with every unit kept: bool leaves on every leaf a prunable group touches
-    (biases and BatchNorm scale/shift included), ``mask``'s leaf (default
-    ``jaxticket.dense_mask(params)``'s) elsewhere. IMP starts from it, so that every
-    level's mask has one tree structure."""
-
-    groups = tuple(groups)
+    """``mask`` (default ``jaxticket.dense_mask(params)``) with an all-alive bool leaf on
+    every params leaf a prunable group touches that it leaves ``None`` (biases, BatchNorm
+    scale and shift). IMP starts from it, so every level's mask has one tree structure;
+    the pruner fills a mask this way before pruning, so a ``dense_mask`` and its pruned
+    successors share one compiled program."""
     base = dense_mask(params) if mask is None else mask
-    keep = {g.name: jnp.ones((g.size,), bool) for g in groups if g.prunable}
-    return _merged(groups, keep, params, base)
+    paths = {
+        tuple(m.path) for g in groups if g.prunable for m in g.members if m.collection == "params"
+    }
+
+    def fill(path, leaf, x):
+        if leaf is None and tuple(getattr(k, "key", k) for k in path) in paths:
+            return jnp.ones(tuple(x.shape), bool)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(fill, base, params, is_leaf=lambda x: x is None)
 
 
 # --------------------------------------------------------------------------------------
