@@ -135,3 +135,24 @@ def test_bad_config_names_the_field(changes, field):
         SupermaskConfig(**changes)
     assert err.value.field == field
     assert "\n" not in str(err.value)
+
+
+def test_run_killed_after_the_dense_phase_resumes_from_its_checkpoint(runs, tmp_path, monkeypatch):
+    # The jackpot phase then searches the dense weights unpacked from the store: the same
+    # records as the uninterrupted run (every program is cached from the fixture's run).
+    config = SupermaskConfig(variant="jackpot", ks=(K,), **TINY)
+    real = run_lib.SupermaskTrainer.run_phase
+
+    def killed_after_phase_0(self, phase, state, show_progress):
+        if phase == 1:
+            raise KeyboardInterrupt
+        return real(self, phase, state, show_progress)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(run_lib.SupermaskTrainer, "run_phase", killed_after_phase_0)
+        with pytest.raises(KeyboardInterrupt):
+            run_supermask(config, out_dir=tmp_path)
+    lines = []
+    _, records = run_supermask(config, out_dir=tmp_path, log=lines.append)
+    assert lines[1:] == ["phase 0: finished earlier, loaded", "phase 1: training"]
+    assert records == runs["jackpot"][1]

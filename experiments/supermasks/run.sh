@@ -20,7 +20,7 @@ run --variant edge_popup --model mlp --dataset digits --ks 0.1,0.3,0.5,0.7 \
 # 3. The jackpot search on the trained LeNet-300-100 (MNIST-1D): from the magnitude mask
 #    (jackpot) against from random scores (scratch) over the same trained weights.
 run --variant jackpot --model lenet_300_100 --dataset mnist1d --ks 0.1,0.3,0.5 \
-  --steps 2000 --eval-every 100 --score-learning-rate 0.001
+  --steps 1500 --eval-every 100 --score-learning-rate 0.001
 
 # 4. HideNseek: SynFlow at init keeps k of the weights, then a sign supermask over them.
 run --variant hidenseek --model lenet_300_100 --dataset mnist1d --ks 0.1,0.3,0.5 \
