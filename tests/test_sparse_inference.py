@@ -15,7 +15,14 @@ from jax.experimental import sparse
 
 import jaxticket.models as models_lib
 from jaxticket.masks import apply_mask
-from jaxticket.structured.nm_export import nm_available, nm_matmul, pack_2_4, unpack_2_4
+from jaxticket.pruning import n_m
+from jaxticket.structured.nm_export import (
+    export_2_4,
+    nm_available,
+    nm_matmul,
+    pack_2_4,
+    unpack_2_4,
+)
 from jaxticket.structured.sparse_inference import bcoo_paths, sparse_apply, to_bcoo
 
 
@@ -205,6 +212,37 @@ def test_pack_2_4_refuses_other_patterns():
         pack_2_4(np.ones((8, 1)), np.tile([True, False], 4)[:, None])
     with pytest.raises(ValueError, match="same shape"):
         pack_2_4(np.ones((16, 2)), np.ones((16, 1), bool))
+
+
+def test_export_2_4_packs_the_masked_dense_kernels_of_a_network():
+    rng = np.random.default_rng(0)
+    params = {
+        "dense1": {
+            "kernel": jnp.asarray(rng.standard_normal((32, 16)), jnp.float32),
+            "bias": jnp.zeros(16),
+        },
+        "output": {"kernel": jnp.asarray(rng.standard_normal((16, 3)), jnp.float32)},
+    }
+    scores = [jnp.abs(params["dense1"]["kernel"]), jnp.abs(params["output"]["kernel"])]
+    alive = [jnp.ones((32, 16), bool), jnp.ones((16, 3), bool)]
+    masks = n_m(2, 4)(scores, alive, ["dense1/kernel", "output/kernel"])
+    mask = {"dense1": {"kernel": masks[0], "bias": None}, "output": {"kernel": masks[1]}}
+    packed = export_2_4(params, mask)
+    assert list(packed) == ["dense1/kernel", "output/kernel"]
+    for path, (m, p) in zip(
+        packed,
+        [(masks[0], params["dense1"]["kernel"]), (masks[1], params["output"]["kernel"])],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(unpack_2_4(packed[path]), np.where(m, p, 0.0))
+    with pytest.raises(ValueError, match="dense1/kernel"):
+        export_2_4(
+            params,
+            {"dense1": {"kernel": masks[0][:16], "bias": None}, "output": {"kernel": masks[1]}},
+        )
+    conv = {"conv": {"kernel": jnp.ones((3, 3, 4, 16))}}
+    with pytest.raises(ValueError, match="conv/kernel.*dense-layer"):
+        export_2_4(conv, {"conv": {"kernel": jnp.ones((3, 3, 4, 16), bool)}})
 
 
 @pytest.mark.skipif(nm_available(), reason="the N:M path is available here")

@@ -13,7 +13,8 @@ int8); some jax releases ship without it. ``pack_2_4`` builds its layout here, o
   groups of four) the eight kept positions within their group (0-3), two bits each, the
   first in the lowest bits — the layout ``nm_pack`` produces.
 
-``unpack_2_4`` inverts it (for tests and for checking an export), and ``nm_matmul`` runs
+``export_2_4(params, mask)`` packs every masked dense kernel of a network, ``unpack_2_4``
+inverts a packing (for tests and for checking an export), and ``nm_matmul`` runs
 ``x @ kernel`` through ``nm_spmm`` where this jax has it and the device is a GPU.
 """
 
@@ -25,6 +26,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxticket._paths import leaves_with_paths
+from jaxticket.mask_checks import validate_mask, without_variables
 
 _N, _M = 2, 4
 _BLOCK = 16  # inputs covered by one uint16 of metadata: 4 groups × 2 kept × 2 bits
@@ -88,6 +92,35 @@ def pack_2_4(kernel: Any, mask: Any, *, name: str = "kernel") -> NMKernel:
     weights = (_M ** np.arange(_BLOCK // 2)).astype(np.int64)
     metadata = (positions.astype(np.int64) * weights).sum(-1).astype(np.uint16)
     return NMKernel(jnp.asarray(values), jnp.asarray(metadata), (n_in, n_out))
+
+
+def export_2_4(params: Any, mask: Any) -> dict[str, NMKernel]:
+    """``pack_2_4`` of every dense-layer kernel a 2:4 mask prunes, by leaf path.
+
+    Args:
+      params: the parameter pytree.
+      mask: a mask fitting ``params`` whose non-``None`` leaves are 2-D ``(in, out)`` 2:4
+        masks (``jaxticket.pruning.n_m(2, 4)`` with its default axis makes them).
+
+    Returns:
+      ``{leaf path: NMKernel}``.
+
+    Raises:
+      ValueError: the mask does not fit ``params``, a masked leaf is not 2-D (a conv kernel:
+        the N:M matmul takes matrices), or a leaf's mask is not 2:4 (names the leaf).
+    """
+    validate_mask(mask, params)
+    mask, params = without_variables(mask), without_variables(params)
+    values = dict(leaves_with_paths(params))
+    out = {}
+    for path, m in leaves_with_paths(mask):
+        if np.ndim(m) != 2:
+            raise ValueError(
+                f"export_2_4 {path!r}: only dense-layer kernels (in, out) are exported, got a "
+                f"masked leaf of shape {tuple(np.shape(m))}; leave it out of the mask (None)"
+            )
+        out[path] = pack_2_4(values[path], m, name=path)
+    return out
 
 
 def unpack_2_4(packed: NMKernel) -> np.ndarray:
