@@ -6,6 +6,8 @@ groups read off the model code, not against the tracing analysis under test else
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,8 +154,10 @@ class UserCNN(nnx.Module):
         return self.head(h.mean(axis=(1, 2)))
 
 
+@functools.cache
 def user_cnn():
-    """The user's CNN as a ``Model`` (8×8×3 inputs, 3 classes)."""
+    """The user's CNN as a ``Model`` (8×8×3 inputs, 3 classes); one object for every test
+    module, so that they share its compiled programs."""
     return from_nnx(lambda rngs: UserCNN(rngs), input_shape=(8, 8, 3), name="user_cnn")
 
 
@@ -192,3 +196,11 @@ def random_variables(model, seed):
         return jnp.asarray(value, x.dtype)
 
     return map_with_path_str(draw, params), map_with_path_str(draw, state)
+
+
+def logits(model, params, state, x, train_mode):
+    """``model.apply`` jitted (one compiled program per model, shapes and mode)."""
+    out, new_state = jax.jit(model.apply, static_argnames="train")(
+        params, state, x, train=train_mode
+    )
+    return np.asarray(out), new_state

@@ -110,14 +110,8 @@ def user():
     return Case("user_cnn", model, traced_groups(model, hand.user_cnn_groups()))
 
 
-def run(model, params, state, x, train_mode):
-    apply = jax.jit(model.apply, static_argnames="train")
-    logits, new_state = apply(params, state, x, train=train_mode, key=jax.random.key(3))
-    return np.asarray(logits), new_state
-
-
 def masked_logits(c, train_mode):
-    return run(c.model, apply_mask(c.params, c.mask), c.state, c.x, train_mode)
+    return hand.logits(c.model, apply_mask(c.params, c.mask), c.state, c.x, train_mode)
 
 
 def test_compacted_zoo_model_computes_the_masked_function(case):
@@ -126,7 +120,7 @@ def test_compacted_zoo_model_computes_the_masked_function(case):
     # BatchNorms amplify float rounding past 1e-5).
     params, state, small = case.small
     want, _ = masked_logits(case, False)
-    got, _ = run(small, params, state, case.x, False)
+    got, _ = hand.logits(small, params, state, case.x, False)
     np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
     assert np.abs(want).max() > 1e-3  # not a trivially zero network
 
@@ -147,7 +141,7 @@ def test_user_cnn_with_batchnorm_and_residual(user):
     params, state, small = user.small
     for train_mode in (False, True):
         want, want_state = masked_logits(user, train_mode)
-        got, got_state = run(small, params, state, user.x, train_mode)
+        got, got_state = hand.logits(small, params, state, user.x, train_mode)
         np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
     # Train mode updates the kept channels' running statistics as the masked network does.
     kept = np.flatnonzero(user.keep["stem/kernel"])
@@ -172,7 +166,7 @@ def test_mlp_parameter_count_by_hand():
     m = np.array([1, 0, 1], np.float32)
     h = np.maximum(x @ (w * m) + np.asarray(params["dense1"]["bias"]) * m, 0)
     want = h @ np.asarray(params["output"]["kernel"]) + np.asarray(params["output"]["bias"])
-    got, _ = small.apply(small_params, {}, x, train=False)
+    got, _ = hand.logits(small, small_params, {}, x, False)
     np.testing.assert_allclose(got, want, atol=TOL)
     # The compacted model's init is the original init sliced the same way.
     new_params, _ = jax.jit(small.init)(jax.random.key(0))
@@ -259,6 +253,18 @@ def test_compacted_model_trains_one_step_and_reloads(user, tmp_path):
     restored = checkpointer.restore(tmp_path / "ckpt", target)
     chex_equal = jax.tree.map(np.array_equal, restored["params"], result.params)
     assert all(jax.tree.leaves(chex_equal))
-    before, _ = small.apply(result.params, result.model_state, user.x, train=False)
-    after, _ = small.apply(restored["params"], restored["state"], user.x, train=False)
+    before, _ = hand.logits(small, result.params, result.model_state, user.x, False)
+    after, _ = hand.logits(small, restored["params"], restored["state"], user.x, False)
     np.testing.assert_array_equal(after, before)
+
+
+def test_stacked_seed_params_and_a_mismatched_mask_are_refused():
+    model = jaxticket.models.get("mlp", input_shape=(4,), num_classes=2, hidden=(3,))
+    params, state = hand.random_variables(model, 0)
+    groups = hand.mlp_groups((3,))
+    stacked = jax.tree.map(lambda x: jnp.stack([x, x]), params)
+    with pytest.raises(ValueError, match=r"leaf 'dense1/bias' has shape \(2, 3\), expected \(3,\)"):
+        compact(model, stacked, state, {"dense1/kernel": np.array([1, 0, 1], bool)}, groups)
+    mask = {"dense1": {"kernel": np.ones((4, 3), bool)}}  # the output subtree is missing
+    with pytest.raises(ValueError, match="structure"):
+        compact(model, params, state, mask, groups)

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxticket.models.base import Model, nnx_source, rebuild_nnx
+from jaxticket.mask_checks import validate_mask
+from jaxticket.models.base import Model, check_tree, nnx_source, rebuild_nnx
 from jaxticket.structured.groups import Group, check_groups, unit_indices
 from jaxticket.structured.masks import check_keep, check_structured, collapsed_groups
 
@@ -31,9 +32,11 @@ def compact(
 ) -> tuple[Any, Any, Model]:
     """Removes the pruned units for real: smaller params/state and a model that takes them.
 
-    In eval mode the compacted network's logits equal the masked network's,
+    The compacted network's logits equal the masked network's,
     ``model.apply(apply_mask(params, mask), state, x, train=False)``, up to float rounding
-    (a removed unit outputs exactly 0 there, so dropping it changes nothing). The new
+    (a removed unit outputs exactly 0 there, so dropping it changes nothing); in train mode
+    too (BatchNorm batch statistics are per channel), and the kept channels' running
+    statistics update as in the masked network. The new
     model's ``init(key)`` is the original ``init(key)`` sliced the same way (so it can
     train the compact architecture from scratch with the original init), and its
     ``apply`` takes only the new shapes. Compaction runs on the host (the shapes depend on
@@ -47,7 +50,7 @@ def compact(
 
     Args:
       model: a ``Model`` built by ``jaxticket.models.from_nnx`` (every zoo model is one).
-      params: its params (one network, not stacked seeds).
+      params: its params (one network: stacked seeds are refused naming the leaf).
       state: its state (``{}`` when there is none).
       mask_or_keep: a structured mask like params (see
         :func:`jaxticket.structured.check_structured`), or a keep
@@ -65,6 +68,9 @@ def compact(
     """
     nnx_source(model)  # a clear TypeError for models that cannot be rebuilt
     state = {} if state is None else state
+    templates = jax.eval_shape(model.init, jax.random.key(0))
+    check_tree(f"compact: model {model.name!r} params", params, templates[0])
+    check_tree(f"compact: model {model.name!r} state", state, templates[1])
     if groups is None:
         from jaxticket.structured.trace_groups import dependency_groups
 
@@ -184,6 +190,7 @@ def _as_keep(groups: tuple[Group, ...], params: Any, mask_or_keep: Any) -> dict[
         keep = check_keep(groups, mask_or_keep)
         keep = {k: np.asarray(v, bool) for k, v in keep.items()}
     else:
+        validate_mask(mask_or_keep, params)
         keep = check_structured(groups, mask_or_keep)
     return {g.name: keep.get(g.name, np.ones(g.size, bool)) for g in groups if g.prunable}
 
