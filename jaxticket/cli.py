@@ -80,20 +80,9 @@ def _lottery(args) -> int:
 
 
 def _report(args) -> int:
-    from jaxticket.at_init import command as at_init
-    from jaxticket.compare import report as compare
-    from jaxticket.lottery.report import report
-    from jaxticket.scratch import command as scratch
-    from jaxticket.sparse_train import report as sparse
+    from jaxticket.commands import report_for
 
-    kinds = (
-        (compare.is_compare_run, compare.report),
-        (at_init.is_at_init_run, at_init.report),
-        (scratch.is_scratch_run, scratch.report),
-        (sparse.is_sparse_train_run, sparse.report),
-    )
-    chosen = next((show for is_kind, show in kinds if is_kind(args.run_dir)), report)
-    print(chosen(args.run_dir))
+    print(report_for(args.run_dir)(args.run_dir))
     return 0
 
 

@@ -2,12 +2,13 @@
 
 Each entry is (name, module, help, description); the module has ``add_arguments(parser)``
 and ``run_command(args)``, imported only when its command runs (``jaxticket.cli`` builds
-one subparser per entry).
+one subparser per entry). ``REPORTS`` says which module's ``report(run_dir)`` prints a
+finished run directory of each kind for ``jaxticket report``.
 """
 
 from __future__ import annotations
 
-__all__ = ["WORKFLOW_COMMANDS", "workflow_command"]
+__all__ = ["REPORTS", "WORKFLOW_COMMANDS", "report_for", "workflow_command"]
 
 # The workflow subcommands: (name, module with add_arguments/run_command, help, description).
 WORKFLOW_COMMANDS = (
@@ -76,3 +77,26 @@ def workflow_command(module: str):
         return importlib.import_module(module).run_command(args)
 
     return run
+
+
+# ``jaxticket report RUN_DIR``: (module, its "is this kind of run?" function, its report
+# function), tried in order; a directory of no listed kind is a lottery run.
+REPORTS = (
+    ("jaxticket.compare.report", "is_compare_run", "report"),
+    ("jaxticket.at_init.command", "is_at_init_run", "report"),
+    ("jaxticket.scratch.command", "is_scratch_run", "report"),
+    ("jaxticket.sparse_train.report", "is_sparse_train_run", "report"),
+)
+
+
+def report_for(run_dir):
+    """The ``report(run_dir) -> str`` function for the kind of run in ``run_dir``."""
+    import importlib
+
+    for module, is_kind, report in REPORTS:
+        mod = importlib.import_module(module)
+        if getattr(mod, is_kind)(run_dir):
+            return getattr(mod, report)
+    from jaxticket.lottery.report import report as lottery_report
+
+    return lottery_report
