@@ -65,6 +65,47 @@ WORKFLOW_COMMANDS = (
         "per-layer densities, collapse) and draws accuracy against sparsity and the "
         "per-layer densities.",
     ),
+    (
+        "grokking",
+        "jaxticket.grokking.command",
+        "grokking tickets on modular arithmetic against dense, memorization, at-init and "
+        "norm-matched controls",
+        "Trains the dense network to generalization, takes the grokking ticket (global "
+        "magnitude pruning, rewound to init), the memorization ticket, random / SNIP / "
+        "GraSP / SynFlow masks and the norm-matched dense network, trains them side by side "
+        "and prints the steps until test accuracy first reaches the threshold; resumable.",
+    ),
+    (
+        "transfer",
+        "jaxticket.transfer.command",
+        "ticket transfer: a mask found on one task trained on another with the same shapes",
+        "Finds a magnitude ticket on the source task, trains it on the target task beside "
+        "the target's own ticket and the reinit and shuffled-mask controls; resumable.",
+    ),
+    (
+        "soups",
+        "jaxticket.soups.command",
+        "sparse model soups: IMP whose every level averages retrained copies of one mask",
+        "At each level retrains copies of the pruned model that differ in data order or "
+        "weight decay (vmapped), averages them (the soup keeps the mask), prunes the soup "
+        "for the next level, and compares soup, members and plain IMP; resumable.",
+    ),
+    (
+        "colt",
+        "jaxticket.colt.command",
+        "COLT: tickets from the overlap of copies trained on disjoint data segments",
+        "Splits the training data into K segments, trains a copy on each, keeps the weights "
+        "alive in every copy's magnitude mask, rewinds and repeats; compares with IMP at "
+        "equal sparsity in accuracy and training iterations; resumable.",
+    ),
+    (
+        "supermask",
+        "jaxticket.supermask.command",
+        "supermasks: masks learned over frozen weights (edge-popup, lottery jackpots, HideNseek)",
+        "Learns a score per weight while the weights stay fixed (the top k % of each layer "
+        "is used; straight-through gradient), from random or trained weights, or a sign "
+        "supermask over an at-init mask; seeds vmapped, one phase per k; resumable.",
+    ),
 )
 
 
@@ -86,6 +127,11 @@ REPORTS = (
     ("jaxticket.at_init.command", "is_at_init_run", "report"),
     ("jaxticket.scratch.command", "is_scratch_run", "report"),
     ("jaxticket.sparse_train.report", "is_sparse_train_run", "report"),
+    ("jaxticket.grokking.report", "is_grokking_run", "report"),
+    ("jaxticket.transfer.report", "is_transfer_run", "report"),
+    ("jaxticket.soups.report", "is_soups_run", "report"),
+    ("jaxticket.colt.report", "is_colt_run", "report"),
+    ("jaxticket.supermask.report", "is_supermask_run", "report"),
 )
 
 
