@@ -21,8 +21,13 @@ from flax import nnx
 
 from jaxticket.mask_checks import validate_mask
 from jaxticket.models.base import Model, check_tree, nnx_source, rebuild_nnx
-from jaxticket.structured.groups import Group, check_groups, unit_indices
-from jaxticket.structured.masks import check_keep, check_structured, collapsed_groups
+from jaxticket.structured.groups import Group, check_groups, member_leaf, unit_indices
+from jaxticket.structured.masks import (
+    check_keep,
+    check_structured,
+    collapsed_groups,
+    key_tuple,
+)
 
 Slices = dict[tuple, list[tuple[int, np.ndarray]]]
 
@@ -106,7 +111,6 @@ def kept_indices(groups: tuple[Group, ...], keep: Mapping, params: Any, state: A
     The kept indices of a member axis laid out as ``(outer, size, inner)`` are those of the
     kept units, in increasing order, so the axis keeps its layout with a smaller ``size``.
     """
-    trees = {"params": params, "state": state}
     slices: Slices = {}
     for g in groups:
         k = keep.get(g.name)
@@ -117,7 +121,7 @@ def kept_indices(groups: tuple[Group, ...], keep: Mapping, params: Any, state: A
             if (m.path, m.axis) in seen:
                 continue
             seen.add((m.path, m.axis))
-            length = np.shape(_lookup(trees[m.collection], m.path))[m.axis]
+            length = np.shape(member_leaf(m, params, state))[m.axis]
             idx = np.sort(unit_indices(m, g.size, length)[k].reshape(-1))
             slices.setdefault(tuple(m.path), []).append((m.axis, idx))
     return slices
@@ -127,7 +131,7 @@ def slice_tree(tree: Any, slices: Slices) -> Any:
     """``tree`` (nested dicts) with each listed leaf cut down to its kept indices."""
 
     return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: _take(leaf, slices.get(_key_tuple(path), ())), tree
+        lambda path, leaf: _take(leaf, slices.get(key_tuple(path), ())), tree
     )
 
 
@@ -193,14 +197,3 @@ def _as_keep(groups: tuple[Group, ...], params: Any, mask_or_keep: Any) -> dict[
         validate_mask(mask_or_keep, params)
         keep = check_structured(groups, mask_or_keep)
     return {g.name: keep.get(g.name, np.ones(g.size, bool)) for g in groups if g.prunable}
-
-
-def _lookup(tree: Any, path: tuple) -> Any:
-    node = tree
-    for key in path:
-        node = node[key]
-    return node
-
-
-def _key_tuple(path: tuple) -> tuple:
-    return tuple(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path)

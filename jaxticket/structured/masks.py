@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxticket.masks import LayerCollapseWarning
-from jaxticket.structured.groups import Group, Member
+from jaxticket.structured.groups import Group, Member, member_leaf
 
 Keep = Mapping[str, Any]
 
@@ -76,7 +76,7 @@ def expand_keep(groups: Iterable[Group], keep: Keep, params: Any) -> Any:
         mask = _leaf_mask(entries, keep, tuple(jnp.shape(leaf)), jnp if traced else np)
         return mask if traced else jnp.asarray(mask)
 
-    return jax.tree_util.tree_map_with_path(lambda p, x: leaf_mask(_key_tuple(p), x), params)
+    return jax.tree_util.tree_map_with_path(lambda p, x: leaf_mask(key_tuple(p), x), params)
 
 
 def keep_from_mask(groups: Iterable[Group], mask: Any) -> dict[str, jax.Array]:
@@ -101,7 +101,7 @@ def keep_from_mask(groups: Iterable[Group], mask: Any) -> dict[str, jax.Array]:
             continue
         alive = None
         for m in g.members:
-            leaf = _lookup(mask, m.path) if m.collection == "params" else None
+            leaf = member_leaf(m, mask, None) if m.collection == "params" else None
             if leaf is None:
                 continue
             units = _per_unit(xp.asarray(leaf, bool), m, g.size, xp)
@@ -137,7 +137,7 @@ def check_structured(groups: Iterable[Group], mask: Any) -> dict[str, np.ndarray
     keep = {k: np.asarray(v) for k, v in keep_from_mask(groups, mask).items()}
     by_leaf = _params_members(groups, None)
     for path, leaf in jax.tree_util.tree_flatten_with_path(mask)[0]:
-        path = _key_tuple(path)
+        path = key_tuple(path)
         got = np.asarray(leaf, bool)
         name = "/".join(map(str, path))
         if path not in by_leaf:
@@ -161,7 +161,7 @@ def check_structured(groups: Iterable[Group], mask: Any) -> dict[str, np.ndarray
     for g in groups:
         if g.prunable and not keep[g.name].all():
             for m in g.members:
-                if m.collection == "params" and _lookup(mask, m.path) is None:
+                if m.collection == "params" and member_leaf(m, mask, None) is None:
                     raise ValueError(
                         f"mask is not structured: group {g.name!r} removes units but its "
                         f"member leaf {'/'.join(map(str, m.path))!r} is None in the mask (a "
@@ -255,7 +255,7 @@ def _params_members(groups: tuple[Group, ...], params: Any) -> dict[tuple, list]
         for m in g.members:
             if m.collection != "params":
                 continue
-            if params is not None and _lookup(params, m.path) is None:
+            if params is not None and member_leaf(m, params, None) is None:
                 raise ValueError(
                     f"group {g.name!r}: params leaf {'/'.join(map(str, m.path))!r} is not in "
                     "the params (groups of another model?)"
@@ -276,16 +276,8 @@ def _per_unit(leaf: Any, member: Member, size: int, xp: Any) -> Any:
     return xp.any(x, axis=(0, 2, 3))
 
 
-def _lookup(tree: Any, path: tuple) -> Any:
-    node = tree
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def _key_tuple(path: tuple) -> tuple:
+def key_tuple(path: tuple) -> tuple:
+    """A JAX key path as the tuple of plain keys a ``Member.path`` uses."""
     return tuple(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path)
 
 
