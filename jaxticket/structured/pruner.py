@@ -40,7 +40,8 @@ that leaves such a group warns ``LayerCollapseWarning`` naming it.
 
 The call is pure and jittable (rates may be traced; one compiled program serves every
 round) and works under ``jax.vmap`` over seeds. Concrete rates outside [0, 1) are refused
-eagerly, as by ``Pruner``.
+eagerly, as by ``Pruner``. Non-finite unit scores are ranked as ``topk_mask`` ranks them
+(NaN below every other alive score, so pruned first).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from jaxticket.pruning.topk_exact import _sorted_mask
 from jaxticket.structured import scores as scores_lib
 from jaxticket.structured.groups import Group
 from jaxticket.structured.masks import expand_keep, keep_from_mask, warn_collapsed
+from jaxticket.structured.trace_groups import dependency_groups
 
 ALLOCATIONS = ("global", "layerwise")
 NORMALIZATIONS = ("mean", "max", "none")
@@ -172,8 +174,6 @@ def structured_pruner(
       scale: layerwise rate factors by glob pattern on group names.
       loss_fn: ``loss_fn(params, batch) -> scalar`` for ``"taylor"``.
     """
-    from jaxticket.structured.trace_groups import dependency_groups
-
     if params is None:
         params, state = jax.eval_shape(model.init, jax.random.key(0))
     groups = dependency_groups(model, params, state, prune_outputs=prune_outputs)
