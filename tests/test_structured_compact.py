@@ -268,3 +268,11 @@ def test_stacked_seed_params_and_a_mismatched_mask_are_refused():
     mask = {"dense1": {"kernel": np.ones((4, 3), bool)}}  # the output subtree is missing
     with pytest.raises(ValueError, match="structure"):
         compact(model, params, state, mask, groups)
+
+
+def test_model_not_built_by_from_nnx_is_refused():
+    model = jaxticket.models.from_functions(
+        lambda key: {"w": jnp.zeros((4, 2))}, lambda p, x: x @ p["w"], input_shape=(4,)
+    )
+    with pytest.raises(TypeError, match="was not built by from_nnx"):
+        compact(model, {"w": jnp.zeros((4, 2))}, {}, {}, ())
