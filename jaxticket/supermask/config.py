@@ -10,8 +10,9 @@ trained weights), then one phase per k:
 * ``jackpot``: weights fixed at the trained dense network; two searches per seed, from the
   magnitude mask (scores ``|w|``, run ``jackpot``) and from uniform random scores (run
   ``scratch``, the cost reference);
-* ``hidenseek``: weights fixed at ``weight_init``, an at-init ``saliency`` mask (SynFlow or
-  SNIP) keeps ``k`` of the prunable weights, then a sign supermask over the survivors.
+* ``hidenseek``: an at-init ``saliency`` mask (SynFlow or SNIP, global) of the model's
+  init keeps ``k`` of the prunable weights; the weights are fixed at ``weight_init`` and a
+  sign supermask is learned over the survivors.
 
 A setting the variant does not read must stay at its default: it is refused, naming it.
 """

@@ -128,7 +128,9 @@ class SupermaskTrainer:
             weights = params if c.weight_init == "init" else _vmapped(signed_constant)(params)
             scores = [self._uniform(weights)]
         if c.variant == "hidenseek":
-            mask = self._saliency_masks(weights, model_state, 1.0 - k)
+            # Saliency of the init itself: on the signed constant every weight of a layer
+            # ties, and SynFlow would keep whole units by position.
+            mask = self._saliency_masks(params, model_state, 1.0 - k)
             scores = [_vmapped(magnitude_scores)(weights)]
             model = supermask_model(self.model, kind="sign")
         else:
@@ -203,7 +205,7 @@ class SupermaskTrainer:
         return jax.device_get(jax.jit(jax.vmap(uniform_scores))(self.score_keys, weights))
 
     def _saliency_masks(self, weights, model_state, sparsity: float):
-        """Every seed's at-init mask of the fixed weights (host arrays), one program."""
+        """Every seed's at-init mask of its init (host arrays), one vmapped program."""
         method = saliency(self.config)
 
         def draw(p, s, key):
