@@ -68,6 +68,22 @@ Stability (``jaxticket.stability``)
   Linear-mode-connectivity barriers of stacked seeds (``path_errors``, ``barriers``), weight
   matching (``permutation_spec``, ``weight_matching``), mask overlap (``overlap_matrix``,
   ``random_baseline``, ``masks_from_run``) and early-bird tickets (``early_bird``).
+Structured tickets (``jaxticket.structured``)
+  ``dependency_groups`` (a unit with its bias, BatchNorm and consumers, traced from the
+  model's ``apply``: residual stages tied, flattening, attention heads), ``declare_groups``
+  (by hand); structured masks ``expand_keep`` / ``check_structured``; ``compact`` (a
+  smaller dense network computing the masked one's function); group scores and
+  ``structured_pruner`` (``LotteryConfig(structure="channels")`` is structured IMP);
+  PreCropping (``precrop``), layer tickets (``removable_blocks``, ``block_imp``,
+  ``compact_blocks``); BCOO sparse inference (``jaxticket.structured.sparse_inference``).
+Newer ticket results (``jaxticket.grokking``, ``.transfer``, ``.soups``, ``.colt``, ``.supermask``)
+  ``GrokkingConfig`` / ``run_grokking`` (grokking tickets against dense, memorization,
+  at-init and norm-matched controls; steps to 95 %); ``TransferConfig`` / ``run_transfer``
+  (a ticket on another task with the same shapes, with reinit and shuffle controls);
+  ``SoupConfig`` / ``run_soups`` and ``soups.average`` (sparse model soups);
+  ``ColtConfig`` / ``run_colt`` (cyclic overlapping tickets from data segments);
+  ``SupermaskConfig`` / ``run_supermask`` (edge-popup, lottery jackpots, HideNseek sign
+  supermasks: scores trained next to frozen weights by the ordinary engine).
 Workflows (``jaxticket.sparse_train``)
   ``SparseTrainConfig``, ``run_sparse_training``: one sparse-training method at several
   target sparsities, seeds vmapped, resumable (``jaxticket sparse-train``); its
@@ -97,20 +113,28 @@ Example::
 
 from jaxticket import (
     at_init,
+    colt,
     compare,
     data,
+    grokking,
     lottery,
     models,
     pruning,
     scratch,
+    soups,
     sparse,
     sparse_train,
     stability,
+    structured,
+    supermask,
     train,
+    transfer,
     workflow,
 )
 from jaxticket.at_init import AtInitConfig, run_at_init
+from jaxticket.colt import ColtConfig, run_colt
 from jaxticket.compare import CompareConfig, run_compare
+from jaxticket.grokking import GrokkingConfig, run_grokking
 from jaxticket.lottery.config import LotteryConfig
 from jaxticket.lottery.imp import run_lottery
 from jaxticket.masks import (
@@ -158,7 +182,10 @@ from jaxticket.pruning import (
 )
 from jaxticket.regrow import regrow, reset_optimizer_state
 from jaxticket.scratch import ScratchConfig, run_scratch
+from jaxticket.soups import SoupConfig, run_soups
 from jaxticket.sparse_train import SparseTrainConfig, run_sparse_training
+from jaxticket.structured import compact, declare_groups, dependency_groups
+from jaxticket.supermask import SupermaskConfig, run_supermask
 from jaxticket.train import (
     DivergenceWarning,
     MaskUpdate,
@@ -170,10 +197,30 @@ from jaxticket.train import (
     seed_mesh,
     train_seeds,
 )
+from jaxticket.transfer import TransferConfig, run_transfer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ColtConfig",
+    "GrokkingConfig",
+    "SoupConfig",
+    "SupermaskConfig",
+    "TransferConfig",
+    "colt",
+    "compact",
+    "declare_groups",
+    "dependency_groups",
+    "grokking",
+    "run_colt",
+    "run_grokking",
+    "run_soups",
+    "run_supermask",
+    "run_transfer",
+    "soups",
+    "structured",
+    "supermask",
+    "transfer",
     "AtInitConfig",
     "CompareConfig",
     "DivergenceWarning",
