@@ -169,6 +169,37 @@ def test_embedding_tables_stay_dense_when_excluded():
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-5, rtol=0)
 
 
+class ScanRematNet(nnx.Module):
+    """A dense kernel reused in a ``lax.scan`` body, and a ``jax.checkpoint``-ed readout."""
+
+    def __init__(self, *, rngs):
+        self.a = nnx.Linear(8, 8, rngs=rngs)
+        self.b = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x, *, train, key=None):
+        del train, key
+
+        def body(h, _):
+            return jax.nn.relu(h @ self.a.kernel[...]), None
+
+        h, _ = jax.lax.scan(body, x, None, length=2)
+        return jax.checkpoint(lambda h: self.b(h))(h)
+
+
+def test_remat_is_inlined_and_a_scan_over_a_bcoo_kernel_is_refused():
+    model = models_lib.from_nnx(lambda rngs: ScanRematNet(rngs=rngs), input_shape=(8,))
+    params, state = random_params(model)
+    mask = random_mask(params, 0.5, 7)
+    x = inputs(model, 4)
+    run = jax.jit(functools.partial(sparse_apply, model))
+    with pytest.raises(NotImplementedError, match="loop or conditional"):
+        run(to_bcoo(params, mask), state, x)
+    sparse_params = to_bcoo(params, mask, exclude="a/*")
+    assert bcoo_paths(sparse_params) == ["b/kernel"]
+    ref = masked_dense_logits(model)(params, mask, state, x)
+    np.testing.assert_allclose(np.asarray(run(sparse_params, state, x)), ref, atol=1e-5, rtol=0)
+
+
 # ---------------------------------------------------------------------------------------
 # 2:4 packing
 

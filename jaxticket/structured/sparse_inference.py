@@ -46,6 +46,20 @@ from jaxticket.mask_checks import validate_mask, without_variables
 
 _is_none = lambda x: x is None  # noqa: E731
 _CALL_PARAMS = ("call_jaxpr", "jaxpr", "fun_jaxpr")
+_INLINED = frozenset(
+    {
+        "pjit",
+        "jit",
+        "closed_call",
+        "remat2",
+        "core_call",
+        "remat",
+        "checkpoint",
+        "custom_jvp_call",
+        "custom_vjp_call",
+        "custom_vjp_call_jaxpr",
+    }
+)
 _MARK_KEEPING = ("convert_element_type", "copy", "copy_p")
 
 
@@ -115,8 +129,8 @@ def sparse_apply(model: Any, params: Any, state: Any, x: jax.Array) -> jax.Array
 
     Raises:
       NotImplementedError: a BCOO kernel reaches an operation ``sparsify`` has no rule for
-        (an embedding lookup, a grouped convolution); keep that leaf dense with
-        ``to_bcoo(..., exclude=...)``.
+        (an embedding lookup, a grouped convolution, a ``lax.scan`` / ``cond`` body that
+        calls ``jax.nn.relu``); keep that leaf dense with ``to_bcoo(..., exclude=...)``.
     """
     template = jax.tree.map(_dense_spec, params, is_leaf=_is_sparse)
 
@@ -134,6 +148,15 @@ def sparse_apply(model: Any, params: Any, state: Any, x: jax.Array) -> jax.Array
             f"sparse_apply: an operation on a BCOO kernel of {bcoo_paths(params)} is not "
             f"supported by jax.experimental.sparse ({err}); keep that leaf dense with "
             "to_bcoo(..., exclude=...)"
+        ) from None
+    except KeyError as err:
+        if err.args != ("subfuns",):
+            raise
+        raise NotImplementedError(
+            "sparse_apply: a BCOO kernel is used inside a loop or conditional (lax.scan, "
+            "while_loop, cond) whose body calls a custom_jvp function such as jax.nn.relu, "
+            "which jax.experimental.sparse.sparsify cannot transform; keep the kernels used "
+            "there dense with to_bcoo(..., exclude=...)"
         ) from None
     return out
 
@@ -188,11 +211,18 @@ def _eval_inlined(jaxpr, consts, args, flags) -> list:
 
 
 def _inner_jaxpr(eqn):
-    # jit (pjit), closed_call, remat, custom_jvp_call, custom_vjp_call: evaluate the body.
+    """The body of a call that runs it once (jit, remat, custom derivatives), else None.
+
+    Loops and conditionals (``scan``, ``while``, ``cond``) are bound as they are.
+    """
+    if eqn.primitive.name not in _INLINED:
+        return None
     for name in _CALL_PARAMS:
         inner = eqn.params.get(name)
         if isinstance(inner, jax.extend.core.ClosedJaxpr):
             return inner
+        if isinstance(inner, jax.extend.core.Jaxpr):
+            return jax.extend.core.ClosedJaxpr(inner, ())
     return None
 
 
