@@ -192,8 +192,9 @@ def _eval_inlined(jaxpr, consts, args, flags) -> list:
             n = len(inner.jaxpr.invars)
             outs = _eval_inlined(inner.jaxpr, inner.consts, invals[-n:], in_flags[-n:])
             # a call returning a marked input unchanged (an identity jit) keeps the mark
+            passed = dict(zip(inner.jaxpr.invars, in_flags[-n:], strict=True))
             out_flags = [
-                o in inner.jaxpr.invars and in_flags[-n:][inner.jaxpr.invars.index(o)]
+                not isinstance(o, jax.extend.core.Literal) and passed.get(o, False)
                 for o in inner.jaxpr.outvars
             ]
         elif eqn.primitive is lax.conv_general_dilated_p and in_flags[1]:
