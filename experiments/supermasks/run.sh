@@ -11,7 +11,7 @@ run() { nice -n 10 python -m jaxticket.supermask.command --out "$OUT" --quiet "$
 
 # 1. Edge-popup on a random LeNet-300-100 (signed Kaiming constant) on MNIST-1D.
 run --variant edge_popup --model lenet_300_100 --dataset mnist1d --ks 0.1,0.3,0.5,0.7 \
-  --steps 2000 --eval-every 200 --score-learning-rate 0.01
+  --steps 1500 --eval-every 100 --score-learning-rate 0.01
 
 # 2. Edge-popup on a random MLP (default widths) on digits.
 run --variant edge_popup --model mlp --dataset digits --ks 0.1,0.3,0.5,0.7 \
@@ -24,4 +24,8 @@ run --variant jackpot --model lenet_300_100 --dataset mnist1d --ks 0.1,0.3,0.5 \
 
 # 4. HideNseek: SynFlow at init keeps k of the weights, then a sign supermask over them.
 run --variant hidenseek --model lenet_300_100 --dataset mnist1d --ks 0.1,0.3,0.5 \
-  --steps 2000 --eval-every 200 --score-learning-rate 0.01
+  --steps 1500 --eval-every 100 --score-learning-rate 0.01
+
+# 5. Control for 2: the same search over the model's own init (not the signed constant).
+run --variant edge_popup --model mlp --dataset digits --ks 0.5 --weight-init init \
+  --steps 1000 --eval-every 100 --val-size 200 --score-learning-rate 0.01
