@@ -97,6 +97,7 @@ def main() -> None:
         batch = (data.x_train[batch_idx[:256]], data.y_train[batch_idx[:256]])
         blocks = layers.removable_blocks(params0)
         rng = np.random.default_rng(seed)
+        drawn = {str(b) for b in rng.choice(blocks, args.levels, replace=False)}  # once
         choices = {
             "snip_init": layer_imp.init_block_ticket(
                 model, params0, state0, args.levels, score="snip", batch=batch
@@ -104,9 +105,7 @@ def main() -> None:
             "synflow_init": layer_imp.init_block_ticket(
                 model, params0, state0, args.levels, score="synflow"
             )[0],
-            "random": tuple(
-                b for b in blocks if b in set(rng.choice(blocks, args.levels, replace=False))
-            ),
+            "random": tuple(b for b in blocks if b in drawn),
         }
         for name, removed in choices.items():
             result = jaxticket.train.train(
