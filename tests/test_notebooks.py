@@ -53,6 +53,27 @@ def _execute(nb, cwd: Path, tmp_path: Path):
     return client.execute(env=_kernel_env(tmp_path))
 
 
+def _check_grokking(text: str, images: int) -> None:
+    # The steps-to-95 % table lists every variant it trained; both accuracy figures drawn.
+    for variant in ("dense", "grokking_ticket", "memorization_ticket", "random", "dense_l2"):
+        assert f"| {variant} |" in text, variant
+    assert images == 2
+
+
+def _check_structured(text: str, images: int) -> None:
+    # Groups, a structured prune, compaction with the same outputs, timing, retraining.
+    assert "same outputs: True" in text
+    assert "| conv1/kernel | 16 | True |" in text
+    assert "speedup" in text and "| compact ticket (rewound, retrained) |" in text
+
+
+# What a notebook's short run must print, beyond running: (its printed text, its images).
+OUTPUT_CHECKS = {
+    "grokking_tickets.ipynb": _check_grokking,
+    "structured_tickets.ipynb": _check_structured,
+}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path: Path, tmp_path: Path):
     nb = nbformat.read(path, as_version=4)
@@ -72,6 +93,15 @@ def test_notebook_runs(path: Path, tmp_path: Path):
         error = f"a cell ran past {CELL_TIMEOUT_S} s\n{e}"
     if error is not None:  # outside the except: no chained, coloured traceback
         pytest.fail(f"{path.relative_to(ROOT)}: {error}", pytrace=False)
+    if path.name in OUTPUT_CHECKS:
+        outputs = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
+        text = "".join(
+            out.get("text", "") + str(out.get("data", {}).get("text/markdown", ""))
+            for out in outputs
+        )
+        assert "short mode" in text
+        images = sum("image/png" in out.get("data", {}) for out in outputs)
+        OUTPUT_CHECKS[path.name](text, images)
 
 
 def test_there_are_notebooks():
