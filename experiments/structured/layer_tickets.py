@@ -30,6 +30,48 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import summary, write_json  # noqa: E402
 
 
+def imp_levels(args, model, data, opt, key, common, params0, rows, seed) -> None:
+    """Block IMP for one seed, and the compaction check of its last level."""
+    levels = layer_imp.block_imp(
+        model, data, opt, key=key, levels=args.levels, score="bn_scale", **common
+    )
+    for lv in levels:
+        rows.append(
+            dict(
+                seed=seed,
+                method="imp",
+                level=lv.level,
+                removed=lv.removed,
+                acc=lv.test_accuracy,
+            )
+        )
+        print(f"seed {seed} IMP level {lv.level} {lv.removed}: {lv.test_accuracy:.4f}", flush=True)
+    last = levels[-1]
+    mask = layers.block_mask(params0, last.removed)
+    masked = apply_mask(last.result.params, mask)
+    sp, ss, shallow = layers.compact_blocks(model, masked, last.result.model_state, last.removed)
+    diff = float(
+        np.abs(
+            np.asarray(
+                model.apply(masked, last.result.model_state, data.x_test, train=False)[0]
+                - shallow.apply(sp, ss, data.x_test, train=False)[0]
+            )
+        ).max()
+    )
+    full_n = sum(np.size(w) for w in jax.tree.leaves(params0))
+    small_n = sum(np.size(w) for w in jax.tree.leaves(sp))
+    rows.append(
+        dict(
+            seed=seed,
+            method="compact",
+            removed=last.removed,
+            max_diff=diff,
+            params=(int(small_n), int(full_n)),
+        )
+    )
+    print(f"  compacted: {small_n}/{full_n} params, max |logit diff| {diff:.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
@@ -38,6 +80,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--levels", type=int, default=3)
+    ap.add_argument("--random-only", action="store_true", help="only the random-block control")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "layer_tickets.json"))
     args = ap.parse_args()
     t0 = time.time()
@@ -50,63 +93,27 @@ def main() -> None:
     rows = []
     for seed in range(args.seeds):
         key = jax.random.key(seed)
-        levels = layer_imp.block_imp(
-            model, data, opt, key=key, levels=args.levels, score="bn_scale", **common
-        )
-        for lv in levels:
-            rows.append(
-                dict(
-                    seed=seed,
-                    method="imp",
-                    level=lv.level,
-                    removed=lv.removed,
-                    acc=lv.test_accuracy,
-                )
-            )
-            print(
-                f"seed {seed} IMP level {lv.level} {lv.removed}: {lv.test_accuracy:.4f}", flush=True
-            )
-        last = levels[-1]
         params0, state0 = model.init(key)
-        mask = layers.block_mask(params0, last.removed)
-        masked = apply_mask(last.result.params, mask)
-        sp, ss, shallow = layers.compact_blocks(
-            model, masked, last.result.model_state, last.removed
-        )
-        diff = float(
-            np.abs(
-                np.asarray(
-                    model.apply(masked, last.result.model_state, data.x_test, train=False)[0]
-                    - shallow.apply(sp, ss, data.x_test, train=False)[0]
-                )
-            ).max()
-        )
-        full_n = sum(np.size(w) for w in jax.tree.leaves(params0))
-        small_n = sum(np.size(w) for w in jax.tree.leaves(sp))
-        rows.append(
-            dict(
-                seed=seed,
-                method="compact",
-                removed=last.removed,
-                max_diff=diff,
-                params=(int(small_n), int(full_n)),
-            )
-        )
-        print(f"  compacted: {small_n}/{full_n} params, max |logit diff| {diff:.2e}")
+        if not args.random_only:
+            imp_levels(args, model, data, opt, key, common, params0, rows, seed)
         batch_idx = jax.random.permutation(jax.random.key(100 + seed), data.x_train.shape[0])
         batch = (data.x_train[batch_idx[:256]], data.y_train[batch_idx[:256]])
         blocks = layers.removable_blocks(params0)
         rng = np.random.default_rng(seed)
         drawn = {str(b) for b in rng.choice(blocks, args.levels, replace=False)}  # once
-        choices = {
-            "snip_init": layer_imp.init_block_ticket(
-                model, params0, state0, args.levels, score="snip", batch=batch
-            )[0],
-            "synflow_init": layer_imp.init_block_ticket(
-                model, params0, state0, args.levels, score="synflow"
-            )[0],
-            "random": tuple(b for b in blocks if b in drawn),
-        }
+        choices = (
+            {}
+            if args.random_only
+            else {
+                "snip_init": layer_imp.init_block_ticket(
+                    model, params0, state0, args.levels, score="snip", batch=batch
+                )[0],
+                "synflow_init": layer_imp.init_block_ticket(
+                    model, params0, state0, args.levels, score="synflow"
+                )[0],
+            }
+        )
+        choices["random"] = tuple(b for b in blocks if b in drawn)
         for name, removed in choices.items():
             result = jaxticket.train.train(
                 model,
