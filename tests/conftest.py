@@ -8,14 +8,7 @@ from __future__ import annotations
 
 import os
 
-# Compiling dominates the suite's tiny programs: XLA's backend optimizations are off (a
-# third of the compile time). Set before JAX starts its backend; tests compare runs made
-# under the same flags, never numbers recorded under others (subprocess tests drop it).
-os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]
-).strip()
-
-import jax  # noqa: E402
+import jax
 import jax.numpy as jnp
 import numpy as np
 from compile_probes import no_compiling  # noqa: F401  (a shared fixture)
