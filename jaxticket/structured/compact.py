@@ -3,7 +3,7 @@
 :func:`compact` slices every member of every group (producers' output units, biases,
 BatchNorm scale, shift and running statistics, consumers' input rows, respecting the
 ``(outer, size, inner)`` layout of flattened and per-head axes) by the kept unit indices,
-and rebuilds the NNX model (``jaxticket.models.base.rebuild_nnx``) with the sliced
+and rebuilds the NNX model (``jaxticket.models.rebuild.rebuild_nnx``) with the sliced
 variables and the layers' size attributes (``in_features``, ``out_features``,
 ``num_features``, ``features``) updated. The compacted model is an ordinary ``Model``:
 it trains through ``jaxticket.train``, and its params checkpoint like any other.
@@ -20,7 +20,8 @@ import numpy as np
 from flax import nnx
 
 from jaxticket.mask_checks import validate_mask
-from jaxticket.models.base import Model, check_tree, nnx_source, rebuild_nnx
+from jaxticket.models.base import Model, check_tree
+from jaxticket.models.rebuild import nnx_source, rebuild_nnx
 from jaxticket.structured.groups import Group, check_groups, member_leaf, unit_indices
 from jaxticket.structured.masks import (
     check_keep,
